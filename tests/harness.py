@@ -1,0 +1,227 @@
+"""Real processes on real sockets: a test-side OTLP/HTTP receiver and tier processes."""
+
+import gzip
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER, CLIENT, INTERNAL = 2, 3, 1  # OTLP span kinds
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Span:
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    service: str
+    attributes: dict[str, Any]
+    events: list[str] = field(default_factory=list)
+    status_code: int = 0  # 0 unset, 1 ok, 2 error
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+def _value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP trace receiver: decodes ExportTraceServiceRequest protobuf bodies."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.spans: list[Span] = []
+        self.requests = 0
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                if self.headers.get("content-encoding") == "gzip":
+                    body = gzip.decompress(body)
+                receiver._ingest(body)
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = int(self._server.server_address[1])
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _ingest(self, body: bytes) -> None:
+        request = ExportTraceServiceRequest.FromString(body)
+        spans = []
+        for resource_spans in request.resource_spans:
+            resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
+            for scope_spans in resource_spans.scope_spans:
+                for s in scope_spans.spans:
+                    spans.append(
+                        Span(
+                            trace_id=s.trace_id.hex(),
+                            span_id=s.span_id.hex(),
+                            parent_span_id=s.parent_span_id.hex(),
+                            name=s.name,
+                            kind=s.kind,
+                            start_ns=s.start_time_unix_nano,
+                            end_ns=s.end_time_unix_nano,
+                            service=str(resource.get("service.name")),
+                            attributes={a.key: _value(a.value) for a in s.attributes},
+                            events=[e.name for e in s.events],
+                            status_code=s.status.code,
+                        )
+                    )
+        with self._lock:
+            self.requests += 1
+            self.spans.extend(spans)
+
+    def snapshot(self) -> list[Span]:
+        with self._lock:
+            return list(self.spans)
+
+    def trace(self, trace_id: str) -> list[Span]:
+        return [s for s in self.snapshot() if s.trace_id == trace_id]
+
+    def wait_for(
+        self, predicate: Callable[[list[Span]], bool], timeout_s: float = 10.0
+    ) -> list[Span]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            spans = self.snapshot()
+            if predicate(spans):
+                return spans
+            time.sleep(0.02)
+        raise AssertionError(
+            f"receiver: condition not met in {timeout_s} s; got {len(spans)} spans"
+        )
+
+    def wait_for_trace(self, trace_id: str, count: int, timeout_s: float = 10.0) -> list[Span]:
+        self.wait_for(lambda spans: sum(s.trace_id == trace_id for s in spans) >= count, timeout_s)
+        return self.trace(trace_id)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def tier_env(receiver: OtlpReceiver | None, **overrides: str) -> dict[str, str]:
+    """A clean environment: nothing of the caller's OTEL_* or tier settings leaks in."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OTEL_", "API_", "QUERY_", "JAEGER_")) and k not in ("PORT", "HOST")
+    }
+    env["OTEL_BSP_SCHEDULE_DELAY"] = "50"
+    env["PYTHONUNBUFFERED"] = "1"
+    if receiver is not None:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint
+    env.update(overrides)
+    return env
+
+
+class Tier:
+    """A tier as a user runs it: `python -m <module>`, logs to files, stopped with SIGTERM."""
+
+    def __init__(self, module: str, env: Mapping[str, str], logdir: Path) -> None:
+        self.module = module
+        self.port = int(env["PORT"])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(env)
+        self.stdout = logdir / f"{module}-{self.port}.out"
+        self.stderr = logdir / f"{module}-{self.port}.err"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 20.0) -> "Tier":
+        with self.stdout.open("ab") as out, self.stderr.open("ab") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", self.module], env=self.env, stdout=out, stderr=err, cwd=ROOT
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.module} exited {self.proc.returncode}:\n{self.logs()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise AssertionError(f"{self.module} did not become healthy:\n{self.logs()}")
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout_s: float = 20.0) -> int:
+        """SIGTERM and wait; the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"{self.module} did not stop in {timeout_s} s") from None
+
+    def logs(self) -> str:
+        return self.stderr.read_text(errors="replace") if self.stderr.exists() else ""
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.logs().splitlines() if line.strip()]
+
+    def request_logs(self) -> list[dict[str, Any]]:
+        return [line for line in self.log_lines() if line.get("msg") == "request"]
+
+
+@contextmanager
+def running(tier: Tier) -> Iterator[Tier]:
+    tier.start()
+    try:
+        yield tier
+    finally:
+        code = tier.stop()
+        assert code == 0, f"{tier.module} exited {code}:\n{tier.logs()}"
+
+
+def api_tier(logdir: Path, receiver: OtlpReceiver | None, **env: str) -> Tier:
+    env.setdefault("PORT", str(free_port()))
+    return Tier("apitier", tier_env(receiver, **env), logdir)
+
+
+def web_tier(logdir: Path, receiver: OtlpReceiver | None, api_url: str, **env: str) -> Tier:
+    env.setdefault("PORT", str(free_port()))
+    return Tier("webtier", tier_env(receiver, API_URL=api_url, **env), logdir)

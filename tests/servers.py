@@ -1,0 +1,74 @@
+"""Misbehaving API stand-ins, each a real server on a loopback port."""
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def raw_http_server(script: bytes, *, pause_after: int = -1, pause_s: float = 0.0) -> Iterator[str]:
+    """Answers every connection with `script`, pausing `pause_s` after `pause_after` bytes
+    (-1: no pause). With an empty script it accepts and never answers. Yields its base URL."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            if not script:
+                await asyncio.sleep(3600)
+            head, tail = (
+                (script, b"")
+                if pause_after < 0
+                else (
+                    script[:pause_after],
+                    script[pause_after:],
+                )
+            )
+            writer.write(head)
+            await writer.drain()
+            if tail:
+                await asyncio.sleep(pause_s)
+                writer.write(tail)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, sock=listener)
+        ready.set()
+        async with server:
+            await server.serve_forever()
+
+    thread = threading.Thread(target=lambda: _run(loop, main()), daemon=True)
+    thread.start()
+    ready.wait(5)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
+        thread.join(5)
+
+
+def _run(loop: asyncio.AbstractEventLoop, main: object) -> None:
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(main)  # type: ignore[arg-type]
+    except asyncio.CancelledError:
+        pass
+    finally:
+        loop.close()
+
+
+def http_response(status: str, body: bytes, extra_headers: str = "") -> bytes:
+    return (
+        f"HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {len(body)}\r\n"
+        f"{extra_headers}connection: close\r\n\r\n"
+    ).encode() + body

@@ -1,0 +1,50 @@
+"""The FastAPI application both tiers are built on."""
+
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, FastAPI
+
+from tierkit.middleware import RequestTelemetryMiddleware, ServerTiming
+from tierkit.telemetry import Telemetry
+
+log = logging.getLogger("tierkit.app")
+
+StateT = TypeVar("StateT", bound=Mapping[str, Any])
+
+
+def new_app(
+    router: APIRouter,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[StateT]],
+    telemetry: Telemetry,
+    *,
+    server_timing: ServerTiming,
+    flush_timeout_s: float,
+) -> FastAPI:
+    """An app whose lifespan reports the telemetry set-up at start and flushes spans at exit,
+    around the tier's own `lifespan` (which opens and closes the tier's shared resources)."""
+
+    @asynccontextmanager
+    async def lifespan_with_telemetry(app: FastAPI) -> AsyncIterator[StateT]:
+        log.info("telemetry", extra=telemetry.summary())
+        try:
+            async with lifespan(app) as state:
+                yield state
+        finally:
+            telemetry.shutdown(timeout_s=flush_timeout_s)
+
+    app = FastAPI(
+        lifespan=lifespan_with_telemetry,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        # FastAPI's native OpenTelemetry would add a SERVER span and operation spans of its
+        # own; the contrib instrumentation is the one every backend and breakdown expects.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
+    )
+    app.include_router(router)
+    app.add_middleware(RequestTelemetryMiddleware, server_timing=server_timing)
+    telemetry.instrument_app(app)
+    return app

@@ -1,0 +1,30 @@
+"""The `python -m <tier>` entry point both tiers share."""
+
+import sys
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from fastapi import FastAPI
+
+from tierkit.env import SettingsError
+from tierkit.logs import configure_logging
+from tierkit.serve import serve
+from tierkit.settings import ServerSettings
+
+
+class TierSettings(Protocol):
+    @property
+    def server(self) -> ServerSettings: ...
+
+
+S = TypeVar("S", bound=TierSettings)
+
+
+def run_tier(name: str, read_settings: Callable[[], S], create_app: Callable[[S], FastAPI]) -> None:
+    try:
+        settings = read_settings()
+    except SettingsError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        sys.exit(2)
+    configure_logging(name, settings.server.log_level)
+    serve(create_app(settings), settings.server)

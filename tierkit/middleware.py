@@ -1,0 +1,73 @@
+"""Per-request telemetry that does not need a trace UI: one JSON log line, `Server-Timing` and
+`traceresponse` headers.
+
+A plain ASGI middleware: it sits inside the OpenTelemetry middleware, so the current span is the
+request's SERVER span.
+"""
+
+import logging
+import time
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+from opentelemetry import trace
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Given the request's state (what the route left in `request.state`) and the server time so
+# far in ms, the Server-Timing value to send, or None.
+ServerTiming = Callable[[MutableMapping[str, Any], float], str | None]
+
+log = logging.getLogger("tierkit.request")
+
+
+class RequestTelemetryMiddleware:
+    def __init__(self, app: ASGIApp, *, server_timing: ServerTiming) -> None:
+        self.app = app
+        self.server_timing = server_timing
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        current = trace.get_current_span()
+        span = current.get_span_context()
+        # Count from the SERVER span's own start, so Server-Timing adds up to its duration.
+        start = getattr(current, "start_time", None) or time.time_ns()
+        state: MutableMapping[str, Any] = scope.setdefault("state", {})
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                timing = self.server_timing(state, (time.time_ns() - start) / 1e6)
+                if timing:
+                    headers.append("server-timing", timing)
+                if span.is_valid:
+                    headers.append("traceresponse", traceparent(span))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round((time.time_ns() - start) / 1e6, 3),
+                    "trace_id": trace.format_trace_id(span.trace_id) if span.is_valid else None,
+                    "span_id": trace.format_span_id(span.span_id) if span.is_valid else None,
+                    **({"error": state["error"]} if "error" in state else {}),
+                },
+            )
+
+
+def traceparent(span: trace.SpanContext) -> str:
+    """W3C `traceparent` form, also used by the `traceresponse` header (Trace Context level 2)."""
+    trace_id = trace.format_trace_id(span.trace_id)
+    span_id = trace.format_span_id(span.span_id)
+    return f"00-{trace_id}-{span_id}-{span.trace_flags:02x}"

@@ -1,0 +1,26 @@
+"""Settings every tier has: where it listens, how it stops, how much it logs."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tierkit.env import LOG_LEVELS, env_choice, env_float, env_port, env_str
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    port: int
+    host: str = "127.0.0.1"
+    # On SIGTERM, how long in-flight requests (and the span flush) may take.
+    shutdown_grace_s: float = 10.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], default_port: int) -> "ServerSettings":
+        return cls(
+            port=env_port(environ, "PORT", default_port),
+            host=env_str(environ, "HOST", cls.host),
+            shutdown_grace_s=env_float(
+                environ, "SHUTDOWN_GRACE_S", cls.shutdown_grace_s, low=0, high=3600
+            ),
+            log_level=env_choice(environ, "LOG_LEVEL", cls.log_level, LOG_LEVELS),
+        )

@@ -1,0 +1,86 @@
+"""The web tier's one client for the API tier, and the errors it raises.
+
+ApiError
+ ├── ApiUnreachable   no connection, or it broke mid-exchange   -> 502
+ ├── ApiBadStatus     the API answered, but not with 2xx        -> 502
+ └── ApiTimeout       the exchange did not finish in time       -> 504
+"""
+
+import asyncio
+from dataclasses import dataclass
+
+import httpx
+
+from tierkit.server_timing import server_timing_durations
+from tierkit.telemetry import Telemetry
+from webtier.settings import ApiSettings
+from webtier.transport import EXCHANGE, BodyReadingTransport, Exchange
+
+
+class ApiError(Exception):
+    status_code = 502
+
+
+class ApiUnreachable(ApiError):
+    pass
+
+
+class ApiBadStatus(ApiError):
+    pass
+
+
+class ApiTimeout(ApiError):
+    status_code = 504
+
+
+@dataclass(frozen=True)
+class ApiReply:
+    body: str
+    # The exchange as the web tier saw it, inside its CLIENT span.
+    exchange_ms: float
+    # The API tier's own server time, from its Server-Timing header (None if it sent none).
+    api_ms: float | None
+
+
+class ApiClient:
+    def __init__(self, settings: ApiSettings, telemetry: Telemetry) -> None:
+        self._url = settings.url
+        self._timeout_s = settings.timeout_s
+        transport = httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(
+                max_connections=settings.max_connections,
+                max_keepalive_connections=settings.max_keepalive,
+                keepalive_expiry=settings.keepalive_expiry_s,
+            ),
+        )
+        self._client = httpx.AsyncClient(
+            transport=BodyReadingTransport(transport),
+            timeout=httpx.Timeout(settings.timeout_s),
+            # An in-cluster call: no proxies or .netrc from the environment.
+            trust_env=False,
+        )
+        telemetry.instrument_client(self._client)
+
+    async def fetch(self) -> ApiReply:
+        try:
+            # httpx's timeouts are per operation; this one bounds the whole exchange.
+            async with asyncio.timeout(self._timeout_s):
+                response = await self._client.get(self._url)
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise ApiTimeout(
+                f"API at {self._url} did not answer within {self._timeout_s:g} s"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise ApiUnreachable(f"API at {self._url} unreachable: {_describe(exc)}") from exc
+        if not response.is_success:
+            raise ApiBadStatus(f"API at {self._url} answered {response.status_code}")
+        exchange: Exchange = response.extensions[EXCHANGE]
+        api_ms = server_timing_durations(response.headers.get("server-timing")).get("app")
+        return ApiReply(response.text, exchange.duration_ms, api_ms)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
