@@ -11,13 +11,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +90,9 @@ class OtlpReceiver:
         self._thread.start()
 
     def _ingest(self, body: bytes) -> None:
-        request = ExportTraceServiceRequest.FromString(body)
+        self.ingest(ExportTraceServiceRequest.FromString(body))
+
+    def ingest(self, request: ExportTraceServiceRequest) -> None:
         spans = []
         for resource_spans in request.resource_spans:
             resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
@@ -136,6 +144,31 @@ class OtlpReceiver:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class GrpcOtlpReceiver(OtlpReceiver):
+    """The same store, fed over OTLP/gRPC instead (the HTTP port stays unused)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        receiver = self
+
+        class Servicer(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(
+                self, request: ExportTraceServiceRequest, context: Any
+            ) -> ExportTraceServiceResponse:
+                receiver.ingest(request)
+                return ExportTraceServiceResponse()
+
+        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Servicer(), self._grpc)
+        self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
+        self._grpc.start()
+        self.endpoint = f"http://127.0.0.1:{self.grpc_port}"
+
+    def close(self) -> None:
+        self._grpc.stop(grace=None)
+        super().close()
 
 
 def tier_env(receiver: OtlpReceiver | None, **overrides: str) -> dict[str, str]:

@@ -8,34 +8,36 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def raw_http_server(script: bytes, *, pause_after: int = -1, pause_s: float = 0.0) -> Iterator[str]:
-    """Answers every connection with `script`, pausing `pause_s` after `pause_after` bytes
-    (-1: no pause). With an empty script it accepts and never answers. Yields its base URL."""
+def raw_http_server(
+    script: bytes, *, pause_after: int = -1, pause_s: float = 0.0, keep_alive: bool = False
+) -> Iterator[str]:
+    """Answers each request with `script`, pausing `pause_s` after `pause_after` bytes
+    (-1: no pause), then closes the connection unless `keep_alive`. With an empty script it
+    accepts and never answers. Yields its base URL."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
 
+    async def answer(writer: asyncio.StreamWriter) -> None:
+        split = len(script) if pause_after < 0 else pause_after
+        writer.write(script[:split])
+        await writer.drain()
+        if split < len(script):
+            await asyncio.sleep(pause_s)
+            writer.write(script[split:])
+            await writer.drain()
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            await reader.readuntil(b"\r\n\r\n")
-            if not script:
-                await asyncio.sleep(3600)
-            head, tail = (
-                (script, b"")
-                if pause_after < 0
-                else (
-                    script[:pause_after],
-                    script[pause_after:],
-                )
-            )
-            writer.write(head)
-            await writer.drain()
-            if tail:
-                await asyncio.sleep(pause_s)
-                writer.write(tail)
-                await writer.drain()
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                if not script:
+                    await asyncio.sleep(3600)
+                await answer(writer)
+                if not keep_alive:
+                    break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:

@@ -1,0 +1,3 @@
+from netgap.cli import main
+
+main()

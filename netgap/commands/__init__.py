@@ -1,0 +1,16 @@
+"""One module per subcommand; its docstring is its help."""
+
+import argparse
+from typing import Protocol
+
+from netgap.commands import demo
+
+
+class Command(Protocol):
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+COMMANDS: dict[str, Command] = {
+    "demo": demo,
+}

@@ -1,0 +1,86 @@
+"""Child processes the toolkit starts, watches and stops (the tiers, in the demo)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from netgap.errors import NetgapError, UsageError
+
+
+def check_port_free(host: str, port: int, flag: str) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise UsageError(
+                f"{flag} {port}: cannot listen on {host}:{port} ({exc.strerror})",
+                hint=f"pick a free port with {flag}",
+            ) from None
+
+
+@dataclass
+class Child:
+    name: str
+    module: str
+    env: Mapping[str, str]
+    health_url: str
+    stdout: Path
+    stderr: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", self.module],
+                env={**os.environ, **self.env},
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                # Ctrl-C in the terminal reaches us only; we stop the children in order.
+                start_new_session=True,
+            )
+
+    def wait_healthy(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.exited():
+                raise NetgapError(
+                    f"{self.name} exited with {self.returncode()} while starting",
+                    hint=f"see {self.stderr}",
+                )
+            try:
+                if httpx.get(self.health_url, timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise NetgapError(
+            f"{self.name} not healthy after {timeout_s:g} s", hint=f"see {self.stderr}"
+        )
+
+    def exited(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.returncode
+
+    def stop(self, timeout_s: float) -> int | None:
+        """SIGTERM (a graceful stop), then SIGKILL after `timeout_s`; the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
