@@ -48,6 +48,7 @@ class Span:
     service: str
     attributes: dict[str, Any]
     events: list[str] = field(default_factory=list)
+    event_ns: dict[str, int] = field(default_factory=dict)
     status_code: int = 0  # 0 unset, 1 ok, 2 error
 
     @property
@@ -70,6 +71,8 @@ class OtlpReceiver:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real backend does
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 if self.headers.get("content-encoding") == "gzip":
@@ -110,6 +113,7 @@ class OtlpReceiver:
                             service=str(resource.get("service.name")),
                             attributes={a.key: _value(a.value) for a in s.attributes},
                             events=[e.name for e in s.events],
+                            event_ns={e.name: e.time_unix_nano for e in s.events},
                             status_code=s.status.code,
                         )
                     )

@@ -8,6 +8,8 @@ class Pages:
         env = Environment(
             loader=PackageLoader("webtier", "templates"),
             autoescape=select_autoescape(default=True),
+            # Loaded once; without this, every render stats the parent template's file.
+            auto_reload=False,
         )
         self._index = env.get_template("index.html")
         self._error = env.get_template("error.html")
