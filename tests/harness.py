@@ -180,7 +180,8 @@ def tier_env(receiver: OtlpReceiver | None, **overrides: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("OTEL_", "API_", "QUERY_", "JAEGER_")) and k not in ("PORT", "HOST")
+        if not k.startswith(("OTEL_", "API_", "QUERY_", "JAEGER_"))
+        and k not in ("PORT", "HOST", "SHUTDOWN_GRACE_S", "LOG_LEVEL")
     }
     env["OTEL_BSP_SCHEDULE_DELAY"] = "50"
     env["PYTHONUNBUFFERED"] = "1"

@@ -101,3 +101,32 @@ def test_bad_settings_exit_2_naming_the_variable(env: dict[str, str], message: s
     assert result.returncode == 2
     assert result.stderr.startswith(f"apitier: {message}")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "exported", "sampler"),
+    [
+        ({"OTEL_TRACES_SAMPLER": "always_off"}, False, "AlwaysOffSampler"),
+        (
+            {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"},
+            False,
+            "TraceIdRatioBased{0.0}",
+        ),
+        ({"OTEL_TRACES_EXPORTER": "none"}, False, "ParentBased"),
+        ({"OTEL_TRACES_SAMPLER": "always_on"}, True, "AlwaysOnSampler"),
+    ],
+)
+def test_sampler_and_exporter_come_from_otel_env(
+    tmp_path: Path, receiver: OtlpReceiver, env: dict[str, str], exported: bool, sampler: str
+) -> None:
+    with running(api_tier(tmp_path, receiver, **env)) as api:
+        response = httpx.get(f"{api.url}/")
+        assert response.status_code == 200
+        # Propagation works whether or not the span is sampled or exported.
+        assert len(trace_of(response)) == 32
+    setup = next(line for line in api.log_lines() if line["msg"] == "telemetry")
+    assert setup["sampler"].startswith(sampler)
+    if exported:
+        assert len(receiver.wait_for_trace(trace_of(response), 3)) == 3
+    else:
+        assert receiver.snapshot() == []
