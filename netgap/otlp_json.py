@@ -1,0 +1,231 @@
+"""OTLP/JSON as Jaeger's api_v3 speaks it: `{"resourceSpans": [...]}`, lowercase hex ids,
+nanosecond times as decimal strings, enums as integers.
+
+`spans_from_json` reads any such document (with or without api_v3's `{"result": ...}` wrapper);
+`json_from_spans` writes one. Reading is lenient where producers differ (camelCase or
+snake_case keys, numbers or strings for times and ints) and strict where a wrong value would
+corrupt a number (ids, times): those raise OtlpJsonError.
+"""
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from netgap.model import Event, Span
+
+_HEX = re.compile(r"^[0-9a-fA-F]*$")
+
+
+class OtlpJsonError(ValueError):
+    """A document that is not OTLP/JSON trace data; the message says where."""
+
+
+def _get(obj: Mapping[str, Any], camel: str, default: Any = None) -> Any:
+    if camel in obj:
+        return obj[camel]
+    snake = re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), camel)
+    return obj.get(snake, default)
+
+
+def _id(value: Any, length: int, what: str, *, optional: bool = False) -> str:
+    if value in (None, "") and optional:
+        return ""
+    if not isinstance(value, str):
+        raise OtlpJsonError(f"{what} must be a string, got {value!r}")
+    if len(value) == length * 2 and _HEX.match(value):
+        return value.lower()
+    # Some producers write protobuf's default base64 for bytes fields.
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) == length:
+        return raw.hex()
+    raise OtlpJsonError(f"{what} must be {length * 2} hex digits, got {value!r}")
+
+
+def _int(value: Any, what: str, default: int | None = None) -> int:
+    if value is None and default is not None:
+        return default
+    if isinstance(value, bool):
+        raise OtlpJsonError(f"{what} must be an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise OtlpJsonError(f"{what} must be an integer, got {value!r}")
+
+
+def any_value(value: Any) -> Any:
+    """An OTLP AnyValue object as a plain Python value."""
+    if not isinstance(value, Mapping) or not value:
+        return None
+    key, inner = next(iter(value.items()))
+    if key in ("stringValue", "string_value"):
+        return str(inner)
+    if key in ("boolValue", "bool_value"):
+        return bool(inner)
+    if key in ("intValue", "int_value"):
+        return _int(inner, "intValue")
+    if key in ("doubleValue", "double_value"):
+        return float(inner)
+    if key in ("arrayValue", "array_value"):
+        return [any_value(v) for v in _get(inner, "values", [])]
+    if key in ("kvlistValue", "kvlist_value"):
+        return attributes(_get(inner, "values", []))
+    if key in ("bytesValue", "bytes_value"):
+        return str(inner)
+    return None
+
+
+def attributes(items: Any) -> dict[str, Any]:
+    if not isinstance(items, list):
+        return {}
+    return {
+        str(item["key"]): any_value(item.get("value"))
+        for item in items
+        if isinstance(item, Mapping) and "key" in item
+    }
+
+
+def spans_from_json(document: Any) -> list[Span]:
+    if not isinstance(document, Mapping):
+        raise OtlpJsonError("expected a JSON object")
+    if "result" in document:
+        document = document["result"]
+        if not isinstance(document, Mapping):
+            raise OtlpJsonError('"result" must be an object')
+    resource_spans = _get(document, "resourceSpans", [])
+    if not isinstance(resource_spans, list):
+        raise OtlpJsonError('"resourceSpans" must be a list')
+    spans: list[Span] = []
+    for r_index, rs in enumerate(resource_spans):
+        if not isinstance(rs, Mapping):
+            raise OtlpJsonError(f"resourceSpans[{r_index}] must be an object")
+        resource = attributes(_get(rs.get("resource") or {}, "attributes", []))
+        service = str(resource.get("service.name", "unknown_service"))
+        for s_index, ss in enumerate(_get(rs, "scopeSpans", []) or []):
+            scope = _get(ss, "scope", {}) or {}
+            for index, raw in enumerate(_get(ss, "spans", []) or []):
+                where = f"resourceSpans[{r_index}].scopeSpans[{s_index}].spans[{index}]"
+                spans.append(_span(raw, where, service, resource, scope))
+    return spans
+
+
+def _span(
+    raw: Any, where: str, service: str, resource: dict[str, Any], scope: Mapping[str, Any]
+) -> Span:
+    if not isinstance(raw, Mapping):
+        raise OtlpJsonError(f"{where} must be an object")
+    status = _get(raw, "status", {}) or {}
+    return Span(
+        trace_id=_id(_get(raw, "traceId"), 16, f"{where}.traceId"),
+        span_id=_id(_get(raw, "spanId"), 8, f"{where}.spanId"),
+        parent_span_id=_id(_get(raw, "parentSpanId"), 8, f"{where}.parentSpanId", optional=True),
+        name=str(_get(raw, "name", "")),
+        kind=_int(_get(raw, "kind"), f"{where}.kind", default=0),
+        start_ns=_int(_get(raw, "startTimeUnixNano"), f"{where}.startTimeUnixNano", default=0),
+        end_ns=_int(_get(raw, "endTimeUnixNano"), f"{where}.endTimeUnixNano", default=0),
+        service=service,
+        attributes=attributes(_get(raw, "attributes", [])),
+        resource=resource,
+        events=tuple(
+            Event(
+                name=str(_get(e, "name", "")),
+                time_ns=_int(_get(e, "timeUnixNano"), f"{where}.events.timeUnixNano", default=0),
+                attributes=attributes(_get(e, "attributes", [])),
+            )
+            for e in (_get(raw, "events", []) or [])
+            if isinstance(e, Mapping)
+        ),
+        status_code=_int(_get(status, "code"), f"{where}.status.code", default=0),
+        status_message=str(_get(status, "message", "") or ""),
+        scope_name=str(_get(scope, "name", "") or ""),
+        scope_version=str(_get(scope, "version", "") or ""),
+    )
+
+
+def json_value(value: Any) -> dict[str, Any]:
+    """A plain Python value as an OTLP AnyValue object."""
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, list | tuple):
+        return {"arrayValue": {"values": [json_value(v) for v in value]}}
+    if isinstance(value, Mapping):
+        return {"kvlistValue": {"values": json_attributes(value)}}
+    return {"stringValue": "" if value is None else str(value)}
+
+
+def json_attributes(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"key": key, "value": json_value(value)} for key, value in attrs.items()]
+
+
+def json_from_spans(spans: Iterable[Span]) -> dict[str, Any]:
+    """One `{"resourceSpans": [...]}` document, spans grouped by resource and scope, in the
+    order first seen (deterministic for the same input)."""
+    groups: dict[str, dict[tuple[str, str], list[Span]]] = {}
+    resources: dict[str, dict[str, Any]] = {}
+    for span in spans:
+        key = repr(sorted(span.resource.items()))
+        resources.setdefault(key, span.resource)
+        groups.setdefault(key, {}).setdefault((span.scope_name, span.scope_version), []).append(
+            span
+        )
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": json_attributes(resources[key])},
+                "scopeSpans": [
+                    {
+                        "scope": _scope(name, version),
+                        "spans": [_json_span(s) for s in scope_spans],
+                    }
+                    for (name, version), scope_spans in scopes.items()
+                ],
+            }
+            for key, scopes in groups.items()
+        ]
+    }
+
+
+def _scope(name: str, version: str) -> dict[str, str]:
+    scope = {"name": name} if name else {}
+    if version:
+        scope["version"] = version
+    return scope
+
+
+def _json_span(span: Span) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "traceId": span.trace_id,
+        "spanId": span.span_id,
+    }
+    if span.parent_span_id:
+        out["parentSpanId"] = span.parent_span_id
+    out.update(
+        {
+            "name": span.name,
+            "kind": span.kind,
+            "startTimeUnixNano": str(span.start_ns),
+            "endTimeUnixNano": str(span.end_ns),
+            "attributes": json_attributes(span.attributes),
+            "events": [
+                {
+                    "timeUnixNano": str(e.time_ns),
+                    "name": e.name,
+                    "attributes": json_attributes(e.attributes),
+                }
+                for e in span.events
+            ],
+            "status": {
+                k: v for k, v in (("message", span.status_message), ("code", span.status_code)) if v
+            },
+        }
+    )
+    return out
