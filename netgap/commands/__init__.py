@@ -3,7 +3,7 @@
 import argparse
 from typing import Protocol
 
-from netgap.commands import demo
+from netgap.commands import breakdown, check, demo
 
 
 class Command(Protocol):
@@ -13,4 +13,6 @@ class Command(Protocol):
 
 COMMANDS: dict[str, Command] = {
     "demo": demo,
+    "breakdown": breakdown,
+    "check": check,
 }

@@ -1,0 +1,207 @@
+"""Where a request's time went: each service's own time, and the time *between* services.
+
+For one trace, with T the root span's duration:
+
+    T = sum of every service's self time + sum of every edge's remote time      (exactly)
+
+- an *edge* is a CLIENT span of service A whose call landed in a SERVER span of service B;
+  its remote time = duration(client span) - duration(server span). Each duration is measured
+  on one host's clock, so clock offset between nodes cancels out;
+- a service's *self time* = its spans' time not spent waiting on its outbound calls
+  (duration of each of its server/root spans minus the durations of the outbound calls made
+  beneath it, in that service);
+- an outbound call whose server span is missing (callee untraced, spans lost or late) counts
+  wholly as remote and is counted as *unpaired*.
+
+Where the CLIENT span carries the web tier's connection-phase events (`connect`,
+`request sent`, `first byte`, `body done`), the remote time splits further into
+connect + request + waiting + response + other, which again adds up exactly.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from netgap.model import CLIENT, SERVER, Span
+
+PHASES = ("connect", "request", "waiting", "response", "other")
+
+
+def edge_name(caller: str, callee: str) -> str:
+    return f"{caller}->{callee}"
+
+
+@dataclass
+class TraceBreakdown:
+    trace_id: str
+    start_ns: int
+    total_ns: int
+    root_service: str
+    self_ns: dict[str, int] = field(default_factory=dict)
+    remote_ns: dict[str, int] = field(default_factory=dict)
+    # edge -> phase -> ns, for calls that carried connection-phase events
+    phases_ns: dict[str, dict[str, int]] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+    unpaired: dict[str, int] = field(default_factory=dict)
+    new_connections: dict[str, int] = field(default_factory=dict)
+    reused_connections: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    # component names in the order the request met them: caller self, edge, callee self, ...
+    order: list[str] = field(default_factory=list)
+
+    def components(self) -> dict[str, int]:
+        """Every component of the total, named as the report shows them."""
+        values = {f"{service} self": ns for service, ns in self.self_ns.items()}
+        values.update({f"{edge} remote": ns for edge, ns in self.remote_ns.items()})
+        return {name: values[name] for name in self.order}
+
+    def _charge(self, table: dict[str, int], key: str, ns: int, suffix: str) -> None:
+        if f"{key} {suffix}" not in self.order:
+            self.order.append(f"{key} {suffix}")
+        table[key] = table.get(key, 0) + ns
+
+
+class _Trace:
+    """One trace's spans, indexed; duplicates (same span id) collapse to one."""
+
+    def __init__(self, spans: Iterable[Span]) -> None:
+        self.spans: dict[str, Span] = {}
+        for span in spans:
+            self.spans.setdefault(span.span_id, span)
+        self.children: dict[str, list[Span]] = defaultdict(list)
+        for span in self.spans.values():
+            if span.parent_span_id:
+                self.children[span.parent_span_id].append(span)
+        for kids in self.children.values():
+            kids.sort(key=lambda s: (s.start_ns, s.span_id))
+
+    def roots(self) -> list[Span]:
+        return sorted(
+            (s for s in self.spans.values() if s.parent_span_id not in self.spans),
+            key=lambda s: (s.start_ns, -s.duration_ns, s.span_id),
+        )
+
+
+def break_down(spans: Sequence[Span]) -> TraceBreakdown | None:
+    """The breakdown of one trace, or None when it has no spans."""
+    trace = _Trace(spans)
+    roots = trace.roots()
+    if not roots:
+        return None
+    root = next((s for s in roots if s.kind == SERVER), roots[0])
+    result = TraceBreakdown(
+        trace_id=root.trace_id,
+        start_ns=root.start_ns,
+        total_ns=root.duration_ns,
+        root_service=root.service,
+    )
+    if len(roots) > 1:
+        result.warnings.append(
+            f"{len(roots)} root spans (spans missing or late); breaking down the one at "
+            f"{root.service} {root.name!r}"
+        )
+    if root.kind != SERVER:
+        result.warnings.append(f"root span {root.name!r} of {root.service} is not a SERVER span")
+    _attribute(trace, root, result)
+    return result
+
+
+def _attribute(trace: _Trace, entry: Span, result: TraceBreakdown) -> None:
+    """Charge `entry` (a server or root span) to its service, minus its outbound calls, and
+    recurse into the services those calls reached."""
+    service = entry.service
+    calls = _outbound_calls(trace, entry)
+    waiting = sum(call.duration_ns for call in calls)
+    own = entry.duration_ns - waiting
+    if own < 0:
+        result.warnings.append(
+            f"{service}: outbound calls under {entry.name!r} overlap or outlast it by "
+            f"{-own} ns (concurrent calls?)"
+        )
+    result._charge(result.self_ns, service, own, "self")
+    for call in calls:
+        server = _server_of(trace, call, result)
+        callee = server.service if server is not None else _peer_name(call)
+        edge = edge_name(service, callee)
+        result.calls[edge] = result.calls.get(edge, 0) + 1
+        if server is None:
+            result.unpaired[edge] = result.unpaired.get(edge, 0) + 1
+            result._charge(result.remote_ns, edge, call.duration_ns, "remote")
+            continue
+        remote = call.duration_ns - server.duration_ns
+        if remote < 0:
+            result.warnings.append(
+                f"{edge}: server span {server.span_id} lasts {-remote} ns longer than its "
+                f"client span {call.span_id} (impossible; a span's timing is wrong)"
+            )
+        result._charge(result.remote_ns, edge, remote, "remote")
+        _add_phases(call, server, edge, result)
+        _attribute(trace, server, result)
+
+
+def _outbound_calls(trace: _Trace, entry: Span) -> list[Span]:
+    """The outermost CLIENT spans of `entry`'s service beneath it, not crossing into spans
+    of other services."""
+    calls: list[Span] = []
+    stack = list(trace.children.get(entry.span_id, ()))
+    while stack:
+        span = stack.pop()
+        if span.service != entry.service:
+            continue  # another service's span with no client span before it: not an edge
+        if span.kind == CLIENT:
+            calls.append(span)
+        else:
+            stack.extend(trace.children.get(span.span_id, ()))
+    calls.sort(key=lambda s: (s.start_ns, s.span_id))
+    return calls
+
+
+def _server_of(trace: _Trace, call: Span, result: TraceBreakdown) -> Span | None:
+    """The span of another service that served `call` (looking through nested client spans
+    of the caller, as some libraries make)."""
+    found: list[Span] = []
+    stack = list(trace.children.get(call.span_id, ()))
+    while stack:
+        span = stack.pop()
+        if span.service != call.service:
+            found.append(span)
+        else:
+            stack.extend(trace.children.get(span.span_id, ()))
+    if len(found) > 1:
+        result.warnings.append(
+            f"client span {call.span_id} has {len(found)} server spans; using the longest"
+        )
+    return max(found, key=lambda s: (s.duration_ns, s.span_id), default=None)
+
+
+def _peer_name(call: Span) -> str:
+    """Who an unpaired call went to, from its attributes (stable names, then old ones)."""
+    for key in ("peer.service", "server.address", "net.peer.name", "http.host"):
+        value = call.attributes.get(key)
+        if value:
+            return str(value)
+    return "(untraced)"
+
+
+def _add_phases(call: Span, server: Span, edge: str, result: TraceBreakdown) -> None:
+    times = {event.name: event.time_ns for event in call.events}
+    reused = call.attributes.get("netgap.connection.reused")
+    if reused is True:
+        result.reused_connections[edge] = result.reused_connections.get(edge, 0) + 1
+    elif reused is False or "connect" in times:
+        result.new_connections[edge] = result.new_connections.get(edge, 0) + 1
+    if not all(name in times for name in ("request sent", "first byte", "body done")):
+        return
+    connected = times.get("connect", call.start_ns)
+    parts = {
+        "connect": connected - call.start_ns,
+        "request": times["request sent"] - connected,
+        # the server's own time happens inside this window; what is left is the network
+        # and the callee's untraced work (parsing, queueing) both ways
+        "waiting": times["first byte"] - times["request sent"] - server.duration_ns,
+        "response": times["body done"] - times["first byte"],
+        "other": call.end_ns - times["body done"],
+    }
+    into = result.phases_ns.setdefault(edge, dict.fromkeys(PHASES, 0))
+    for phase, ns in parts.items():
+        into[phase] += ns

@@ -1,0 +1,135 @@
+"""Split each request's time into web, remote calls and API, per trace and over time.
+
+Reads traces over Jaeger's query API v3 (a Jaeger 2.x, or `netgap collect`) for a service and
+a window, and reports per component (each service's self time, each edge's remote time) the
+p50/p90/p99/max of per-trace values, exactly: per trace, total = selves + remotes.
+
+  netgap breakdown --since 15m
+  netgap breakdown --since 5m --bucket 10s --plot breakdown.png
+  netgap breakdown --since 5m --baseline before.json      # what moved, in words
+  netgap breakdown --start 2026-11-25T12:00:00Z --end 2026-11-25T12:15:00Z --json
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from netgap.aggregate import Aggregate
+from netgap.breakdown import break_down
+from netgap.errors import UsageError
+from netgap.report import csv_text, diagnosis, plot, table
+from netgap.timeparse import duration_arg, time_arg
+from netgap.trace_source import DEFAULT_SOURCE, JaegerQuery
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--source", default=DEFAULT_SOURCE, help=f"query API base URL ({DEFAULT_SOURCE})"
+    )
+    parser.add_argument("--service", default="webtier", help="the entry service (webtier)")
+    window = parser.add_argument_group("window (default: the last 15 minutes)")
+    window.add_argument("--since", type=duration_arg, help="the last DURATION, e.g. 15m")
+    window.add_argument("--start", type=time_arg, help="RFC 3339 time, or relative like -30m")
+    window.add_argument("--end", type=time_arg, help="RFC 3339 time, or relative (default now)")
+    parser.add_argument("--limit", type=_positive_int, help="read at most N traces")
+    parser.add_argument("--bucket", type=duration_arg, help="also a time series, e.g. 10s")
+    parser.add_argument(
+        "--baseline",
+        help="a saved --json report, or an earlier window START..END (e.g. -30m..-15m)",
+    )
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print the report as JSON")
+    out.add_argument("--csv", action="store_true", help="print the report as CSV")
+    parser.add_argument("--plot", type=Path, metavar="FILE.png", help="write a stacked-area plot")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    start_ns, end_ns = _window(args)
+    bucket_ns = args.bucket or (
+        max((end_ns - start_ns) // 60, 1_000_000_000) if args.plot else None
+    )
+    with JaegerQuery(args.source) as source:
+        report = build_report(source, args.service, start_ns, end_ns, bucket_ns, args.limit)
+        if args.baseline:
+            baseline = _baseline(source, args)
+            report["baseline"] = {k: baseline[k] for k in ("start_ns", "end_ns", "source")}
+            report["diagnosis"] = diagnosis(report["summary"], baseline["summary"])
+    if args.plot:
+        plot(report, args.plot)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif args.csv:
+        sys.stdout.write(csv_text(report))
+    else:
+        print(table(report))
+        if args.plot:
+            print(f"\nplot written to {args.plot}")
+    return 0
+
+
+def build_report(
+    source: JaegerQuery,
+    service: str,
+    start_ns: int,
+    end_ns: int,
+    bucket_ns: int | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    aggregate = Aggregate(bucket_ns)
+    for spans in source.traces(service, start_ns, end_ns, limit=limit):
+        breakdown = break_down(spans)
+        if breakdown is not None:
+            aggregate.add(breakdown)
+    return {
+        "source": source.base_url,
+        "service": service,
+        "start_ns": start_ns,
+        "end_ns": end_ns,
+        "bucket_ns": bucket_ns,
+        "summary": aggregate.summary(),
+    }
+
+
+def _window(args: argparse.Namespace) -> tuple[int, int]:
+    if args.since and (args.start or args.end):
+        raise UsageError("--since cannot be combined with --start/--end")
+    end_ns = args.end or time.time_ns()
+    start_ns = args.start or end_ns - (args.since or 15 * 60 * 1_000_000_000)
+    if start_ns >= end_ns:
+        raise UsageError("--start must be before --end")
+    return start_ns, end_ns
+
+
+def _baseline(source: JaegerQuery, args: argparse.Namespace) -> dict[str, Any]:
+    text: str = args.baseline
+    if ".." in text and not Path(text).exists():
+        lo, _, hi = text.partition("..")
+        try:
+            start_ns, end_ns = time_arg(lo), time_arg(hi)
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"--baseline {text}: {exc}") from None
+        if start_ns >= end_ns:
+            raise UsageError(f"--baseline {text}: the start must be before the end")
+        return build_report(source, args.service, start_ns, end_ns, None, args.limit)
+    try:
+        saved = json.loads(Path(text).read_text())
+    except OSError as exc:
+        raise UsageError(f"--baseline {text}: cannot read it ({exc.strerror})") from None
+    except ValueError:
+        raise UsageError(f"--baseline {text}: not a JSON report of netgap breakdown") from None
+    if not isinstance(saved, dict) or "summary" not in saved:
+        raise UsageError(f"--baseline {text}: not a JSON report of netgap breakdown --json")
+    return saved

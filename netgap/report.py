@@ -1,0 +1,191 @@
+"""The breakdown as people and programs read it: a table, CSV, a stacked-area plot, and a
+diagnosis in words when compared with a baseline."""
+
+import csv
+import datetime as dt
+import io
+from pathlib import Path
+from typing import Any
+
+from netgap.aggregate import TOTAL
+from netgap.breakdown import PHASES
+
+STATS = ("p50", "p90", "p99", "max", "mean")
+
+
+def ms(ns: float) -> str:
+    return f"{ns / 1e6:.3f} ms"
+
+
+def clock(ns: int | None) -> str:
+    if ns is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
+def table(report: dict[str, Any]) -> str:
+    """The human-readable report: components, edges, time series, data quality."""
+    summary = report["summary"]
+    lines = [
+        f"netgap breakdown: {summary['traces']} traces of {report['service']} "
+        f"from {report['source']}, {clock(report['start_ns'])} .. {clock(report['end_ns'])}"
+    ]
+    if not summary["traces"]:
+        lines.append("no traces in this window")
+        return "\n".join(lines)
+    width = max(len(name) for name in summary["components"]) + 2
+    lines.append(" " * width + "".join(f"{stat:>12}" for stat in STATS))
+    for name, stats in summary["components"].items():
+        lines.append(f"{name:<{width}}" + "".join(f"{ms(stats[s]):>12}" for s in STATS))
+    if summary["edges"]:
+        lines.append("")
+        lines.append(
+            f"{'edge':<{width}}{'calls':>12}{'unpaired':>12}{'new conn':>12}{'reused':>12}"
+        )
+        for name, edge in summary["edges"].items():
+            lines.append(
+                f"{name:<{width}}{edge['calls']:>12}{edge['unpaired']:>12}"
+                f"{edge['new_connections']:>12}{edge['reused_connections']:>12}"
+            )
+            if edge["phases"]:
+                phases = ", ".join(
+                    f"{phase} {ms(edge['phases'][phase]['p50'])}"
+                    for phase in PHASES
+                    if phase in edge["phases"]
+                )
+                lines.append(f"  remote time by phase, p50: {phases}")
+    if summary["buckets"]:
+        lines.append("")
+        lines.extend(_series(summary))
+    lines.append("")
+    lines.extend(_quality(summary))
+    if "diagnosis" in report:
+        lines.append("")
+        lines.append("diagnosis: " + report["diagnosis"])
+    return "\n".join(lines)
+
+
+def _series(summary: dict[str, Any]) -> list[str]:
+    names = list(summary["components"])
+    out = [
+        "p50 per window:",
+        f"{'window start':<26}{'traces':>8}" + "".join(f"{n:>26}" for n in names),
+    ]
+    for bucket in summary["buckets"]:
+        cells = "".join(f"{ms(bucket['components'].get(n, {}).get('p50', 0)):>26}" for n in names)
+        out.append(f"{clock(bucket['start_ns']):<26}{bucket['traces']:>8}{cells}")
+    return out
+
+
+def _quality(summary: dict[str, Any]) -> list[str]:
+    quality = summary["data_quality"]
+    unpaired = sum(edge["unpaired"] for edge in summary["edges"].values())
+    if not quality["traces_with_warnings"] and not unpaired:
+        return ["data quality: every outbound call paired with its server span; no warnings"]
+    out = [
+        f"data quality: {unpaired} unpaired calls (counted wholly as remote); "
+        f"{quality['traces_with_warnings']} traces with warnings "
+        + ", ".join(f"{kind}: {n}" for kind, n in quality["by_kind"].items())
+    ]
+    out.extend(f"  e.g. {example}" for example in quality["examples"])
+    return out
+
+
+def csv_text(report: dict[str, Any]) -> str:
+    """Long format: the whole window first, then each time bucket; one row per component."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        ["window_start", "window_end", "component", "traces", *(f"{s}_ms" for s in STATS)]
+    )
+    summary = report["summary"]
+    windows = [(report["start_ns"], report["end_ns"], summary["traces"], summary["components"])]
+    bucket_ns = report.get("bucket_ns") or 0
+    windows += [
+        (b["start_ns"], b["start_ns"] + bucket_ns, b["traces"], b["components"])
+        for b in summary["buckets"]
+    ]
+    for start, end, traces, components in windows:
+        for name, stats in components.items():
+            writer.writerow(
+                [clock(start), clock(end), name, traces, *(f"{stats[s] / 1e6:.6f}" for s in STATS)]
+            )
+    return buffer.getvalue()
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Stacked areas of each component's mean per window (means add up to the total's mean,
+    percentiles would not), like an APM's latency breakdown chart."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    summary = report["summary"]
+    buckets = summary["buckets"]
+    names = [n for n in summary["components"] if n != TOTAL]
+    # matplotlib takes datetimes on a date axis; its stubs only admit numbers here
+    times: Any = [dt.datetime.fromtimestamp(b["start_ns"] / 1e9, dt.UTC) for b in buckets]
+    layers = [[b["components"].get(n, {}).get("mean", 0) / 1e6 for b in buckets] for n in names]
+    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=100)
+    if buckets:
+        ax.stackplot(times, layers, labels=names, alpha=0.85, step="post")
+    ax.set_title(f"Where {report['service']} requests spend their time (mean per request)")
+    ax.set_ylabel("ms")
+    ax.set_xlabel("time (UTC)")
+    ax.legend(loc="upper left", fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def diagnosis(current: dict[str, Any], baseline: dict[str, Any]) -> str:
+    """Which component moved, by how much, and where that points."""
+    now, before = current["components"], baseline["components"]
+    moves = {
+        name: now[name]["p50"] - before.get(name, {}).get("p50", 0) for name in now if name != TOTAL
+    }
+    moves.update({name: -stats["p50"] for name, stats in before.items() if name not in now})
+    if not moves:
+        return "nothing to compare (no traces in one of the windows)"
+
+    def moved(name: str) -> bool:
+        base = float(before.get(name, {}).get("p50", 0))
+        return abs(float(moves[name])) > max(500_000.0, 0.25 * base)
+
+    biggest = max(moves, key=lambda name: abs(moves[name]))
+    flat = [n for n in moves if not moved(n)]
+    flat_text = (
+        f"{', '.join(flat)} flat within {ms(max(abs(moves[n]) for n in flat))}" if flat else ""
+    )
+    if not moved(biggest):
+        return f"no component moved beyond noise at p50 ({flat_text})"
+    p99 = now.get(biggest, {}).get("p99", 0) - before.get(biggest, {}).get("p99", 0)
+    change = f"{biggest} {_signed(moves[biggest])} at p50 ({_signed(p99)} at p99)"
+    others = [n for n in moves if moved(n) and n != biggest]
+    also = (
+        f"; also moved: {', '.join(f'{n} {_signed(moves[n])}' for n in others)}" if others else ""
+    )
+    return f"{change}{'; ' + flat_text if flat_text else ''}{also}: {_points_to(biggest)}"
+
+
+def _signed(ns: float) -> str:
+    sign = "+" if ns >= 0 else "-"
+    value = abs(ns)
+    return f"{sign}{value / 1e9:.2f} s" if value >= 1e9 else f"{sign}{value / 1e6:.3f} ms"
+
+
+def _points_to(component: str) -> str:
+    if component.endswith(" remote"):
+        caller, _, callee = component.removesuffix(" remote").partition("->")
+        return (
+            f"the network path between {caller} and {callee}: the client's connection pool, "
+            "kube-proxy / the Service, the overlay, the nodes' interfaces (the application "
+            "time on both ends did not explain it)"
+        )
+    service = component.removesuffix(" self")
+    return (
+        f"{service}'s own work (its code, CPU, or a dependency it does not trace), not the network"
+    )
