@@ -1,0 +1,163 @@
+"""The trace pages `netgap collect` serves on its query port, for people with no Jaeger at hand:
+`GET /` (recent traces, each with its split) and `GET /trace/{trace_id}` (Jaeger UI's path, so
+one JAEGER_UI_URL works for both): a waterfall that draws each remote-calls gap as its own bar.
+
+Server-rendered HTML and plain CSS: no script, no external asset, works offline.
+"""
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from netgap.breakdown import TraceBreakdown, break_down, edge_name
+from netgap.model import CLIENT, KIND_NAMES, Span
+from netgap.report import clock
+
+_env = Environment(
+    loader=PackageLoader("netgap", "templates"),
+    autoescape=select_autoescape(default=True),
+    auto_reload=False,
+)
+_env.filters["clock"] = lambda ns: clock(ns)
+
+
+@dataclass
+class Row:
+    """One bar of the waterfall: a span, or the remote-calls gap of an edge."""
+
+    label: str
+    service: str
+    offset_ns: int
+    duration_ns: int
+    depth: int
+    kind: str
+    left_pct: float = 0.0
+    width_pct: float = 0.0
+    span: Span | None = None
+    # gap bars: (offset, duration) in ns, and as (left%, width%) of the waterfall
+    legs_ns: list[tuple[int, int]] = field(default_factory=list)
+    legs: list[tuple[float, float]] = field(default_factory=list)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    events: list[tuple[str, float]] = field(default_factory=list)  # (name, offset ms)
+    error: bool = False
+
+
+def split_text(breakdown: TraceBreakdown | None) -> list[tuple[str, float]]:
+    if breakdown is None:
+        return []
+    return [(name, ns / 1e6) for name, ns in breakdown.components().items()]
+
+
+def trace_rows(spans: Sequence[Span]) -> tuple[list[Row], int]:
+    """The waterfall's rows in tree order, and the time it spans (ns)."""
+    by_id = {s.span_id: s for s in spans}
+    children: dict[str, list[Span]] = defaultdict(list)
+    for s in by_id.values():
+        children[s.parent_span_id if s.parent_span_id in by_id else ""].append(s)
+    for kids in children.values():
+        kids.sort(key=lambda s: (s.start_ns, s.span_id))
+    origin = min(s.start_ns for s in by_id.values())
+    horizon = max(s.end_ns for s in by_id.values()) - origin or 1
+    rows: list[Row] = []
+
+    def visit(span: Span, depth: int) -> None:
+        rows.append(_span_row(span, depth, origin))
+        for child in children.get(span.span_id, []):
+            if span.kind == CLIENT and child.service != span.service:
+                rows.append(_gap_row(span, child, depth + 1, origin))
+            visit(child, depth + 1)
+
+    for root in children.get("", []):
+        visit(root, 0)
+    for row in rows:
+        row.left_pct = 100 * row.offset_ns / horizon
+        row.width_pct = max(100 * row.duration_ns / horizon, 0.2)
+        row.legs = [
+            (100 * left / horizon, max(100 * width / horizon, 0.2)) for left, width in row.legs
+        ]
+    return rows, horizon
+
+
+def _span_row(span: Span, depth: int, origin: int) -> Row:
+    return Row(
+        label=span.name,
+        service=span.service,
+        offset_ns=span.start_ns - origin,
+        duration_ns=span.duration_ns,
+        depth=depth,
+        kind=KIND_NAMES.get(span.kind, str(span.kind)),
+        span=span,
+        attributes=dict(sorted(span.attributes.items())),
+        events=[(e.name, (e.time_ns - span.start_ns) / 1e6) for e in span.events],
+        error=span.status_code == 2,
+    )
+
+
+def _gap_row(client: Span, server: Span, depth: int, origin: int) -> Row:
+    """The untraced time of one call, on the client's clock: before the server span starts and
+    after it ends. Where the two hosts' clocks disagree (the server would not fit inside its
+    client), the gap is shown split evenly around it."""
+    remote = client.duration_ns - server.duration_ns
+    before = server.start_ns - client.start_ns
+    after = client.end_ns - server.end_ns
+    if before < 0 or after < 0 or before + after != remote:
+        before = after = max(remote, 0) // 2
+    start = client.start_ns - origin
+    return Row(
+        label=f"remote calls {edge_name(client.service, server.service)}",
+        service="(network)",
+        offset_ns=start,
+        duration_ns=remote,
+        depth=depth,
+        kind="gap",
+        legs_ns=[(start, before), (start + client.duration_ns - after, after)],
+    )
+
+
+def render_trace(trace_id: str, spans: Sequence[Span]) -> str:
+    rows, horizon = trace_rows(spans)
+    breakdown = break_down(spans)
+    return _env.get_template("trace.html").render(
+        trace_id=trace_id,
+        rows=rows,
+        horizon_ms=horizon / 1e6,
+        split=split_text(breakdown),
+        total_ms=breakdown.total_ns / 1e6 if breakdown else 0.0,
+        warnings=breakdown.warnings if breakdown else [],
+        services=sorted({s.service for s in spans}),
+        span_count=len({s.span_id for s in spans}),
+    )
+
+
+@dataclass(frozen=True)
+class TraceListing:
+    trace_id: str
+    start_ns: int
+    root: str
+    total_ms: float
+    span_count: int
+    split: list[tuple[str, float]]
+
+
+def listing(trace_id: str, spans: Sequence[Span]) -> TraceListing:
+    breakdown = break_down(spans)
+    root = min(spans, key=lambda s: (s.parent_span_id in {x.span_id for x in spans}, s.start_ns))
+    return TraceListing(
+        trace_id=trace_id,
+        start_ns=breakdown.start_ns if breakdown else root.start_ns,
+        root=f"{root.service} {root.name}",
+        total_ms=breakdown.total_ns / 1e6 if breakdown else 0.0,
+        span_count=len({s.span_id for s in spans}),
+        split=split_text(breakdown),
+    )
+
+
+def render_index(traces: Sequence[TraceListing], span_total: int) -> str:
+    return _env.get_template("index.html").render(traces=traces, span_total=span_total)
+
+
+def render_not_found(message: str) -> str:
+    return _env.get_template("not_found.html").render(message=message)

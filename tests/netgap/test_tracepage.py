@@ -1,0 +1,68 @@
+"""The waterfall's rows and the pages' HTML, from traces with known answers."""
+
+from dataclasses import replace
+
+from netgap.tracepage import listing, render_index, render_not_found, render_trace, trace_rows
+from tests.netgap.traces import chain
+
+
+def test_rows_follow_the_tree_with_a_gap_row_under_each_call() -> None:
+    spans, answer = chain()
+    rows, horizon = trace_rows(spans)
+    assert horizon == answer["total"]
+    assert [(r.kind, r.service, r.label) for r in rows] == [
+        ("server", "webtier", "GET /"),
+        ("client", "webtier", "GET"),
+        ("gap", "(network)", "remote calls webtier->apitier"),
+        ("server", "apitier", "GET /"),
+        ("internal", "apitier", "api-handler"),
+        ("client", "apitier", "SELECT"),
+        ("gap", "(network)", "remote calls apitier->db"),
+        ("server", "db", "query"),
+    ]
+    gaps = [r for r in rows if r.kind == "gap"]
+    assert [g.duration_ns for g in gaps] == [
+        answer["webtier->apitier remote"],
+        answer["apitier->db remote"],
+    ]
+
+
+def test_gap_legs_are_the_untraced_time_before_and_after_the_server_span() -> None:
+    spans, _ = chain(web_api_remote=(150_000, 250_000))
+    rows, _ = trace_rows(spans)
+    gap = next(r for r in rows if r.kind == "gap")
+    client = next(r for r in rows if r.kind == "client")
+    assert gap.legs_ns == [
+        (client.offset_ns, 150_000),
+        (client.offset_ns + client.duration_ns - 250_000, 250_000),
+    ]
+
+
+def test_skewed_clocks_still_draw_the_gap_inside_the_client_span() -> None:
+    spans, answer = chain(offsets={"apitier": 5_000_000_000}, with_db=False)
+    rows, _ = trace_rows(spans)
+    gap = next(r for r in rows if r.kind == "gap")
+    assert [width for _, width in gap.legs_ns] == [answer["webtier->apitier remote"] // 2] * 2
+
+
+def test_trace_page_shows_every_span_the_split_and_escapes_names() -> None:
+    spans, answer = chain()
+    spans[0] = replace(spans[0], name="<script>alert(1)</script>")
+    html = render_trace(spans[0].trace_id, spans)
+    assert html.count('data-span="') == len(spans)
+    assert html.count('data-gap="1"') == 2
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;" in html
+    assert f"{answer['webtier->apitier remote'] / 1e6:.3f} ms" in html
+    assert "http://" not in html.replace('href="/', "")  # no external asset
+
+
+def test_index_lists_traces_with_links_and_split() -> None:
+    spans, _ = chain()
+    html = render_index([listing(spans[0].trace_id, spans)], span_total=len(spans))
+    assert f'href="/trace/{spans[0].trace_id}"' in html
+    assert "webtier-&gt;apitier remote" in html
+
+
+def test_not_found_page() -> None:
+    assert "no trace abc" in render_not_found("no trace abc")
