@@ -35,8 +35,9 @@ class _Columns:
         self.values: dict[str, array[int]] = {}
 
     def add(self, parts: dict[str, int]) -> None:
-        for name in parts.keys() - self.values.keys():
-            self.values[name] = array("q", bytes(8 * self.count))
+        for name in parts:
+            if name not in self.values:
+                self.values[name] = array("q", bytes(8 * self.count))
         for name, column in self.values.items():
             column.append(parts.get(name, 0))
         self.count += 1

@@ -5,16 +5,24 @@ one JAEGER_UI_URL works for both): a waterfall that draws each remote-calls gap 
 Server-rendered HTML and plain CSS: no script, no external asset, works offline.
 """
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import BaseRoute, Route
 
 from netgap.breakdown import TraceBreakdown, break_down, edge_name
 from netgap.model import CLIENT, KIND_NAMES, Span
 from netgap.report import clock
+
+if TYPE_CHECKING:
+    from netgap.collector.store import Store
 
 _env = Environment(
     loader=PackageLoader("netgap", "templates"),
@@ -161,3 +169,37 @@ def render_index(traces: Sequence[TraceListing], span_total: int) -> str:
 
 def render_not_found(message: str) -> str:
     return _env.get_template("not_found.html").render(message=message)
+
+
+_TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+RECENT = 50
+
+
+def page_routes(store: "Store") -> list[BaseRoute]:
+    """`GET /` and `GET /trace/{trace_id}` over the collector's store."""
+
+    async def index(request: Request) -> HTMLResponse:
+        summaries = await run_in_threadpool(store.recent_traces, RECENT)
+        rows = []
+        for summary in summaries:
+            spans = await run_in_threadpool(store.trace, summary.trace_id)
+            if spans:
+                rows.append(listing(summary.trace_id, spans))
+        total = await run_in_threadpool(store.span_count)
+        return HTMLResponse(render_index(rows, total))
+
+    async def trace_page(request: Request) -> HTMLResponse:
+        trace_id = str(request.path_params["trace_id"])
+        if not _TRACE_ID.match(trace_id):
+            return HTMLResponse(
+                render_not_found(f"{trace_id[:64]!r} is not a trace id (32 hex digits)"), 404
+            )
+        spans = await run_in_threadpool(store.trace, trace_id.lower())
+        if not spans:
+            return HTMLResponse(render_not_found(f"no trace {trace_id.lower()} here (yet)"), 404)
+        return HTMLResponse(render_trace(trace_id.lower(), spans))
+
+    return [
+        Route("/", index, methods=["GET"]),
+        Route("/trace/{trace_id}", trace_page, methods=["GET"]),
+    ]

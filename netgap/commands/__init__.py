@@ -3,7 +3,7 @@
 import argparse
 from typing import Protocol
 
-from netgap.commands import breakdown, check, demo
+from netgap.commands import breakdown, check, collect, demo
 
 
 class Command(Protocol):
@@ -13,6 +13,7 @@ class Command(Protocol):
 
 COMMANDS: dict[str, Command] = {
     "demo": demo,
+    "collect": collect,
     "breakdown": breakdown,
     "check": check,
 }

@@ -155,3 +155,20 @@ def test_aggregate_percentiles_are_of_per_trace_values() -> None:
         comps = bucket["components"]
         parts = sum(v["mean"] for k, v in comps.items() if k != "total")
         assert parts == pytest.approx(comps["total"]["mean"], abs=1e-6)
+
+
+def test_aggregate_keeps_the_order_requests_meet_components() -> None:
+    aggregate = Aggregate()
+    for _ in range(3):
+        spans, _ = chain()
+        result = break_down(spans)
+        assert result is not None
+        aggregate.add(result)
+    assert list(aggregate.summary()["components"]) == [
+        "total",
+        "webtier self",
+        "webtier->apitier remote",
+        "apitier self",
+        "apitier->db remote",
+        "db self",
+    ]
