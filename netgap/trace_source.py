@@ -35,8 +35,11 @@ def rfc3339(ns: int) -> str:
 
 
 class JaegerQuery:
-    def __init__(self, base_url: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, *, timeout_s: float = 30.0, per_query: int = PER_QUERY
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.per_query = per_query
         self._client = httpx.Client(base_url=self.base_url, timeout=timeout_s, trust_env=False)
 
     def close(self) -> None:
@@ -77,15 +80,13 @@ class JaegerQuery:
         body = self._get(f"/api/v3/traces/{trace_id}", {"raw_traces": "true"})
         return self._spans(body)
 
-    def search(
-        self, service: str, start_ns: int, end_ns: int, *, num_traces: int = PER_QUERY
-    ) -> dict[str, list[Span]]:
+    def search(self, service: str, start_ns: int, end_ns: int) -> dict[str, list[Span]]:
         """Traces with a span of `service` starting in [start_ns, end_ns), by trace id."""
         params = {
             "query.service_name": service,
             "query.start_time_min": rfc3339(start_ns),
             "query.start_time_max": rfc3339(end_ns),
-            "query.num_traces": str(num_traces),
+            "query.num_traces": str(self.per_query),
             "query.raw_traces": "true",
         }
         grouped: dict[str, list[Span]] = defaultdict(list)
@@ -112,7 +113,7 @@ class JaegerQuery:
         while pending and (limit is None or sent < limit):
             lo, hi = pending.pop(0)
             found = self.search(service, lo, hi)
-            if len(found) >= PER_QUERY and hi - lo > MIN_SLICE_NS:
+            if len(found) >= self.per_query and hi - lo > MIN_SLICE_NS:
                 mid = lo + (hi - lo) // 2
                 pending[:0] = [(lo, mid), (mid, hi)]
                 continue
