@@ -5,7 +5,6 @@ The facts this relies on (../shared/jaeger/FACTS.md): snake_case query names wor
 merged into one document (so spans are grouped by trace id here); no match is a 404.
 """
 
-import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +14,7 @@ import httpx
 from netgap.errors import NetgapError
 from netgap.model import Span
 from netgap.otlp_json import OtlpJsonError, spans_from_json
+from netgap.timeparse import format_rfc3339_ns
 
 DEFAULT_SOURCE = "http://127.0.0.1:16686"
 # Traces asked for per search; a slice that returns this many may have been cut, so it is
@@ -25,13 +25,6 @@ MIN_SLICE_NS = 1_000_000  # 1 ms
 
 class TraceSourceError(NetgapError):
     """The trace source could not be read; the message says which and why."""
-
-
-def rfc3339(ns: int) -> str:
-    """Nanosecond UTC time in the RFC 3339 form Jaeger parses (no `+` to URL-encode)."""
-    seconds, fraction = divmod(ns, 1_000_000_000)
-    stamp = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{fraction:09d}Z"
 
 
 class JaegerQuery:
@@ -84,8 +77,8 @@ class JaegerQuery:
         """Traces with a span of `service` starting in [start_ns, end_ns), by trace id."""
         params = {
             "query.service_name": service,
-            "query.start_time_min": rfc3339(start_ns),
-            "query.start_time_max": rfc3339(end_ns),
+            "query.start_time_min": format_rfc3339_ns(start_ns),
+            "query.start_time_max": format_rfc3339_ns(end_ns),
             "query.num_traces": str(self.per_query),
             "query.raw_traces": "true",
         }

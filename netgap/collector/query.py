@@ -27,9 +27,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from netgap.collector.store import DEFAULT_SEARCH_LIMIT, Store, StoreError, TraceQuery
-from netgap.collector.timeparse import TimeFormatError, parse_go_duration_ns, parse_rfc3339_ns
 from netgap.model import Span
 from netgap.otlp_json import json_from_spans
+from netgap.timeparse import TimeFormatError, parse_go_duration_ns, parse_rfc3339_ns
 
 _HEX = re.compile(r"[0-9a-fA-F]{1,32}")
 _BOOLS = {

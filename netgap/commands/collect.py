@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from netgap.collector.server import Address, Collector, Settings, parse_address, run_until_signalled
-from netgap.collector.timeparse import NS_PER_S, TimeFormatError, parse_go_duration_ns
+from netgap.timeparse import NS_PER_S, TimeFormatError, parse_go_duration_ns
 from netgap.tracepage import page_routes
 
 _SIZE = re.compile(r"(\d[\d_]*)\s*(|b|k|kib|m|mib|g|gib)", re.IGNORECASE)

@@ -129,7 +129,16 @@ def test_a_port_in_use_is_one_line_naming_the_flag(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        argv = collect_command("--db", str(tmp_path / "t.db"), "--query", f"127.0.0.1:{port}")
+        argv = collect_command(
+            "--db",
+            str(tmp_path / "t.db"),
+            "--otlp-http",
+            "127.0.0.1:0",
+            "--otlp-grpc",
+            "off",
+            "--query",
+            f"127.0.0.1:{port}",
+        )
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert done.returncode == 2
     first, *rest = done.stderr.splitlines()

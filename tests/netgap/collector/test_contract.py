@@ -25,8 +25,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 from netgap.collector.server import Collector
-from netgap.collector.timeparse import format_rfc3339_ns
 from netgap.otlp_json import spans_from_json
+from netgap.timeparse import format_rfc3339_ns
 from tests.netgap.collector.spans import NOW_NS, S, hex_id, new_trace_id, sdk_trace, two_tier_trace
 
 JAEGER = Path(__file__).resolve().parents[3] / ".." / "shared" / "jaeger"

@@ -11,9 +11,9 @@ from starlette.routing import Route
 
 from netgap.collector.server import Collector
 from netgap.collector.store import Store
-from netgap.collector.timeparse import format_rfc3339_ns
 from netgap.model import Span
 from netgap.otlp_json import spans_from_json
+from netgap.timeparse import format_rfc3339_ns
 from tests.netgap.collector.conftest import StartCollector
 from tests.netgap.collector.spans import NOW_NS, S, make_span, new_trace_id, two_tier_trace
 

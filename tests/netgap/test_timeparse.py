@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 
-from netgap.collector.timeparse import (
+from netgap.timeparse import (
     TimeFormatError,
     format_rfc3339_ns,
     parse_go_duration_ns,
@@ -86,3 +86,14 @@ def test_go_durations(text: str, ns: int) -> None:
 def test_go_durations_reject(text: str) -> None:
     with pytest.raises(TimeFormatError):
         parse_go_duration_ns(text)
+
+
+def test_cli_forms() -> None:
+    from netgap.timeparse import duration_ns, time_ns
+
+    assert duration_ns("10") == 10_000_000_000
+    assert duration_ns("1.5") == 1_500_000_000
+    assert duration_ns("15m") == 900_000_000_000
+    assert time_ns("now", now_ns=123) == 123
+    assert time_ns("-1s", now_ns=5_000_000_000) == 4_000_000_000
+    assert time_ns("2026-11-25T12:00:00Z") == 1_795_608_000_000_000_000
