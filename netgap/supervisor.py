@@ -30,7 +30,7 @@ def check_port_free(host: str, port: int, flag: str) -> None:
 @dataclass
 class Child:
     name: str
-    module: str
+    args: list[str]  # after `python -m`
     env: Mapping[str, str]
     health_url: str
     stdout: Path
@@ -40,7 +40,7 @@ class Child:
     def start(self) -> None:
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module],
+                [sys.executable, "-m", *self.args],
                 env={**os.environ, **self.env},
                 stdout=out,
                 stderr=err,

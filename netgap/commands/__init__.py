@@ -3,7 +3,7 @@
 import argparse
 from typing import Protocol
 
-from netgap.commands import breakdown, check, collect, demo
+from netgap.commands import breakdown, check, collect, demo, load
 
 
 class Command(Protocol):
@@ -14,6 +14,7 @@ class Command(Protocol):
 COMMANDS: dict[str, Command] = {
     "demo": demo,
     "collect": collect,
+    "load": load,
     "breakdown": breakdown,
     "check": check,
 }

@@ -1,6 +1,5 @@
 """`netgap demo`, as a user runs it (what `make demo` runs)."""
 
-import json
 import signal
 import socket
 import subprocess
@@ -13,17 +12,31 @@ import httpx
 from tests.harness import ROOT, free_port
 
 
-def start_demo(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "netgap", "demo", "--logs", str(tmp_path / "demo"), *args],
+def start_demo(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    ports = {
+        flag: free_port() for flag in ("--web-port", "--api-port", "--otlp-port", "--query-port")
+    }
+    port_args = [str(x) for pair in ports.items() for x in pair]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "netgap",
+            "demo",
+            "--logs",
+            str(tmp_path / "demo"),
+            *port_args,
+            *args,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         cwd=ROOT,
     )
+    return proc, ports
 
 
-def read_until(proc: subprocess.Popen[str], marker: str, timeout_s: float = 30) -> str:
+def read_until(proc: subprocess.Popen[str], marker: str, timeout_s: float = 60) -> str:
     assert proc.stdout is not None
     seen = ""
     deadline = time.monotonic() + timeout_s
@@ -36,31 +49,40 @@ def read_until(proc: subprocess.Popen[str], marker: str, timeout_s: float = 30) 
     return seen
 
 
-def test_demo_runs_both_tiers_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
-    web_port, api_port = free_port(), free_port()
-    proc = start_demo(tmp_path, "--web-port", str(web_port), "--api-port", str(api_port))
+def test_demo_tells_the_story_and_stops(tmp_path: Path) -> None:
+    proc, ports = start_demo(
+        tmp_path, "--load-rate", "20", "--load-for", "3", "--exit-after-report"
+    )
     try:
-        banner = read_until(proc, "first request:")
-        assert f"http://127.0.0.1:{web_port}/" in banner
-        assert "first request: 200" in banner
-        assert "web;dur=" in banner
-        response = httpx.get(f"http://127.0.0.1:{web_port}/")
-        assert "Hello, from the API tier!" in response.text
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
+        out, _ = proc.communicate(timeout=120)
     finally:
         proc.kill()
     assert proc.returncode == 0, out
-    assert "stopped (web tier exit 0, API tier exit 0)" in out
-    # Both requests' spans reached the console exporter's files, one JSON span a line.
-    logs = tmp_path / "demo"
-    spans = [
-        json.loads(line)
-        for name in ("webtier", "apitier")
-        for line in (logs / f"{name}.spans.jsonl").read_text().splitlines()
-    ]
-    assert len(spans) == 10
-    assert len({s["context"]["trace_id"] for s in spans}) == 2
+    assert "first request: 200" in out
+    assert "load: 60 sent, 60 ok" in out
+    assert "traces of webtier" in out
+    assert "webtier->apitier remote" in out
+    assert "every outbound call paired with its server span" in out
+    assert f"http://127.0.0.1:{ports['--query-port']}/trace/" in out
+    assert (tmp_path / "demo" / "breakdown.png").stat().st_size > 10_000
+    assert "Traceback" not in out
+
+
+def test_demo_runs_until_ctrl_c(tmp_path: Path) -> None:
+    proc, ports = start_demo(tmp_path, "--load-for", "0")
+    try:
+        banner = read_until(proc, "Ctrl-C stops everything.")
+        web = f"http://127.0.0.1:{ports['--web-port']}/"
+        assert web in banner
+        page = httpx.get(web)
+        assert "Hello, from the API tier!" in page.text
+        assert f"http://127.0.0.1:{ports['--query-port']}/trace/" in page.text
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert "stopped (exit codes [0, 0, 0])" in out
 
 
 def test_demo_refuses_a_port_in_use_naming_the_flag(tmp_path: Path) -> None:
@@ -68,7 +90,26 @@ def test_demo_refuses_a_port_in_use_naming_the_flag(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = start_demo(tmp_path, "--web-port", str(port), "--api-port", str(free_port()))
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "netgap",
+                "demo",
+                "--web-port",
+                str(port),
+                "--otlp-port",
+                str(free_port()),
+                "--query-port",
+                str(free_port()),
+                "--api-port",
+                str(free_port()),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+        )
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert f"--web-port {port}: cannot listen on 127.0.0.1:{port}" in out

@@ -1,0 +1,303 @@
+"""`netgap load` as a command: flags, output, exit codes and signals, against loopback servers.
+
+Until `load` is in netgap.commands.COMMANDS, the command runs through its own module (as
+netgap.cli would run it); the tests of `python -m netgap load` itself wait for that."""
+
+import argparse
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from netgap import commands
+from netgap.commands import load
+from netgap.errors import NetgapError, UsageError
+from tests.harness import ROOT, free_port
+from tests.netgap.test_loadgen import serve
+from tests.servers import http_response, raw_http_server
+
+pytestmark = pytest.mark.timeout(60)
+
+SUMMARY_KEYS = {
+    "record",
+    "url",
+    "arrivals",
+    "rate_asked",
+    "duration_asked_s",
+    "elapsed_s",
+    "sent",
+    "ok",
+    "errors",
+    "errors_by_kind",
+    "rate",
+    "latency_ms",
+    "send_lag_max_ms",
+}
+INTERVAL_LINE = re.compile(
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ  sent \d+  ok \d+  errors \d+  rate [\d.]+/s  "
+    r"p50 ([\d.]+ ms|-)  p99 ([\d.]+ ms|-)"
+)
+# The command as netgap.cli runs it: errors become one line and an exit code.
+SCRIPT = """
+import argparse, sys
+from netgap.commands import load
+from netgap.errors import NetgapError
+parser = argparse.ArgumentParser(prog="netgap load")
+load.add_arguments(parser)
+args = parser.parse_args(sys.argv[1:])
+try:
+    sys.exit(load.run(args))
+except NetgapError as exc:
+    print(f"netgap load: {exc}", file=sys.stderr)
+    sys.exit(exc.exit_code)
+"""
+registered = pytest.mark.skipif(
+    "load" not in commands.COMMANDS, reason="`load` is not in netgap.commands.COMMANDS yet"
+)
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="netgap load")
+    load.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def start(*argv: str, stderr: int = subprocess.PIPE) -> "subprocess.Popen[str]":
+    return subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, *argv],
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def test_json_prints_one_object_with_stable_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    with serve() as server:
+        code = load.run(parse(server.url, "--rate", "50", "--duration", "200ms", "--json"))
+    assert code == 0
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == 1
+    summary = json.loads(out)
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["record"] == "summary"
+    assert summary["url"] == server.url
+    assert summary["arrivals"] == "constant"
+    assert summary["rate_asked"] == 50
+    assert summary["duration_asked_s"] == 0.2
+    assert summary["sent"] == summary["ok"] == 10
+    assert summary["errors"] == 0
+    assert summary["errors_by_kind"] == {}
+    assert set(summary["latency_ms"]) == {"p50", "p90", "p99", "p99.9", "max"}
+    assert all(isinstance(v, float) for v in summary["latency_ms"].values())
+
+
+def test_table_lists_errors_by_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    # Every other request is held past the timeout: some ok, some timeouts.
+    with serve(lambda n: 5.0 if n % 2 else 0.0) as server:
+        argv = (server.url, "--rate", "20", "--duration", "0.3", "--timeout", "0.2")
+        assert load.run(parse(*argv)) == 0
+    rows = dict(
+        re.split(r"\s{2,}", line.strip(), maxsplit=1)
+        for line in capsys.readouterr().out.splitlines()
+    )
+    assert rows["url"] == server.url
+    assert rows["asked"] == "20 req/s, constant"
+    assert rows["sent"] == "6"
+    assert int(rows["ok"]) + int(rows["errors"]) == 6
+    assert rows["timeout"] == rows["errors"]
+    assert rows["rate"].endswith(" req/s")
+    for name in ("p50", "p90", "p99", "p99.9", "max"):
+        assert rows[f"latency {name}"].endswith(" ms")
+
+
+def test_every_request_failing_exits_1_naming_the_url(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}/"
+    with pytest.raises(NetgapError) as failed:
+        load.run(parse(url, "--rate", "20", "--duration", "0.2"))
+    assert failed.value.exit_code == 1
+    assert str(failed.value) == f"every request to {url} failed (4 connect)"
+    assert "connect" in capsys.readouterr().out  # the summary still comes first
+
+
+def test_every_answer_an_error_exits_1() -> None:
+    with raw_http_server(http_response("500 Internal Server Error", b"no")) as url:
+        argv = (f"{url}/", "--rate", "20", "--duration", "0.2", "--json")
+        with pytest.raises(NetgapError, match=r"every request to .* failed \(4 5xx\)"):
+            load.run(parse(*argv))
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["ftp://example.com/", "--rate", "1"], "URL"),
+        (["example.com", "--rate", "1"], "URL"),
+        (["http://127.0.0.1:99999/", "--rate", "1"], "URL"),
+        (["http://127.0.0.1/"], "--rate"),
+        (["http://127.0.0.1/", "--rate", "0"], "--rate"),
+        (["http://127.0.0.1/", "--rate", "-5"], "--rate"),
+        (["http://127.0.0.1/", "--rate", "lots"], "--rate"),
+        (["http://127.0.0.1/", "--rate", "1", "--duration", "5x"], "--duration"),
+        (["http://127.0.0.1/", "--rate", "1", "--duration", "-1s"], "--duration"),
+        (["http://127.0.0.1/", "--rate", "1", "--max-inflight", "0"], "--max-inflight"),
+        (["http://127.0.0.1/", "--rate", "1", "--timeout", "0"], "--timeout"),
+        (["http://127.0.0.1/", "--rate", "1", "--interval", "0s"], "--interval"),
+        (["http://127.0.0.1/", "--rate", "1", "--header", "no-colon"], "--header"),
+        (["http://127.0.0.1/", "--rate", "1", "--seed", "x"], "--seed"),
+    ],
+)
+def test_a_bad_flag_exits_2_with_one_line_naming_it(
+    argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse(*argv)
+    assert exited.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1
+    assert f"error: argument {flag}" in errors[0] or f"required: {flag}" in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("20s", 20.0), ("2m", 120.0), ("1h", 3600.0), ("500ms", 0.5), ("1.5", 1.5), ("0", 0.0)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse("http://127.0.0.1/", "--rate", "1", "--duration", text).duration == seconds
+
+
+def test_headers_parse_as_pairs() -> None:
+    args = parse("http://127.0.0.1/", "--rate", "1", "--header", "A: b:c", "--header", "X-Y:z")
+    assert args.header == [("A", "b:c"), ("X-Y", "z")]
+
+
+def test_seed_without_poisson_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="--seed") as refused:
+        load.run(parse("http://127.0.0.1/", "--rate", "1", "--seed", "3"))
+    assert refused.value.exit_code == 2
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_ends_a_run_forever_with_the_summary_and_exit_0(signum: int) -> None:
+    with serve() as server:
+        argv = ("--rate", "50", "--duration", "0", "--interval", "0.3s", "--json")
+        proc = start(server.url, *argv)
+        try:
+            assert proc.stdout is not None
+            first = json.loads(proc.stdout.readline())  # blocks until the first interval
+            proc.send_signal(signum)
+            out, err = proc.communicate(timeout=20)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert err == ""  # no progress line (stderr is no terminal), no traceback
+    assert first["record"] == "interval"
+    assert set(first) == {
+        "record",
+        "time",
+        "elapsed_s",
+        "sent",
+        "ok",
+        "errors",
+        "rate",
+        "latency_ms",
+    }
+    *intervals, summary = [json.loads(line) for line in out.splitlines()]
+    assert all(line["record"] == "interval" for line in intervals)
+    assert summary["record"] == "summary"
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["sent"] >= first["sent"] > 0
+    assert summary["ok"] == summary["sent"]
+    assert summary["errors"] == 0
+
+
+def test_interval_lines_in_text(tmp_path: object) -> None:
+    with serve() as server:
+        proc = start(server.url, "--rate", "50", "--duration", "0", "--interval", "0.2s")
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+            second = proc.stdout.readline()
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=20)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert INTERVAL_LINE.fullmatch(first.rstrip("\n")), first
+    assert INTERVAL_LINE.fullmatch(second.rstrip("\n")), second
+    assert "sent " in out
+
+
+def test_progress_goes_to_stderr_only_on_a_terminal() -> None:
+    controller, terminal = os.openpty()
+    with serve() as server:
+        proc = start(server.url, "--rate", "20", "--duration", "1", "--json", stderr=terminal)
+        os.close(terminal)
+        shown = b""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the process closed its end
+                break
+            if not chunk:
+                break
+            shown += chunk
+        out, _ = proc.communicate(timeout=20)
+    os.close(controller)
+    assert proc.returncode == 0
+    assert json.loads(out)["sent"] == 20  # stdout is the summary alone
+    text = shown.decode()
+    assert "\r" in text
+    assert re.search(r"\d+\.\ds/1s  sent \d+  ok \d+  errors 0  in flight \d+", text), text
+    assert text.endswith("\r")  # cleared before the summary
+
+
+@registered
+def test_netgap_load_help() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "netgap", "load", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert done.returncode == 0
+    assert "--max-inflight" in done.stdout
+    assert "coordinated omission" in done.stdout
+
+
+@registered
+def test_netgap_load_bad_rate_exits_2() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "netgap", "load", "http://127.0.0.1/", "--rate", "0"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "argument --rate: must be more than 0" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@registered
+def test_netgap_load_connection_refused_exits_1() -> None:
+    url = f"http://127.0.0.1:{free_port()}/"
+    done = subprocess.run(
+        [sys.executable, "-m", "netgap", "load", url, "--rate", "10", "--duration", "0.2"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert f"netgap load: every request to {url} failed" in done.stderr
