@@ -151,7 +151,11 @@ def _ordered(stats: dict[str, dict[str, float | int]]) -> dict[str, dict[str, fl
 
 
 def _warning_kind(warning: str) -> str:
-    for kind in ("impossible", "overlap", "root spans", "not a SERVER", "server spans"):
-        if kind in warning:
-            return kind
-    return "other"
+    kinds = {
+        "outlasts": "server outlasts client",
+        "overlap": "overlapping calls",
+        "root spans": "several roots",
+        "not a SERVER": "root not a server span",
+        "server spans": "several servers for one call",
+    }
+    return next((kind for key, kind in kinds.items() if key in warning), "other")
