@@ -1,5 +1,6 @@
 """Child processes the toolkit starts, watches and stops (the tiers, in the demo)."""
 
+import ctypes
 import os
 import signal
 import socket
@@ -27,6 +28,17 @@ def check_port_free(host: str, port: int, flag: str) -> None:
             ) from None
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: if we are killed outright (SIGKILL), the kernel sends the
+    child SIGTERM, so no tier or collector is left holding its port (Linux only)."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
+
+
 @dataclass
 class Child:
     name: str
@@ -47,6 +59,7 @@ class Child:
                 stdin=subprocess.DEVNULL,
                 # Ctrl-C in the terminal reaches us only; we stop the children in order.
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
 
     def wait_healthy(self, timeout_s: float) -> None:

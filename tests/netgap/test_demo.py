@@ -114,3 +114,23 @@ def test_demo_refuses_a_port_in_use_naming_the_flag(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert f"--web-port {port}: cannot listen on 127.0.0.1:{port}" in out
     assert "Traceback" not in out
+
+
+def test_killing_the_demo_outright_leaves_nothing_listening(tmp_path: Path) -> None:
+    proc, ports = start_demo(tmp_path, "--load-for", "0")
+    try:
+        read_until(proc, "Ctrl-C stops everything.")
+    finally:
+        proc.kill()
+        proc.wait(30)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        busy = []
+        for port in ports.values():
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    busy.append(port)
+        if not busy:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"still listening after the demo was killed: {busy}")
