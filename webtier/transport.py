@@ -14,13 +14,17 @@ from typing import Any
 import httpx
 from opentelemetry import trace
 
-# httpcore `trace` extension events -> the span event we record for each.
+# httpcore `trace` extension events -> the span event we record for each. A request without
+# a body is on the wire once its headers are written; httpcore's (empty) body step after that
+# yields to the event loop and would date "request sent" late.
 _PHASES = {
     "connection.connect_tcp.complete": "connect",
-    "http11.send_request_body.complete": "request sent",
+    "http11.send_request_headers.complete": "request sent",
     "http11.receive_response_headers.complete": "first byte",
     "http11.receive_response_body.complete": "body done",
 }
+_PHASES_WITH_BODY = {**_PHASES, "http11.send_request_body.complete": "request sent"}
+_PHASES_WITH_BODY.pop("http11.send_request_headers.complete")
 EXCHANGE = "netgap.exchange"
 
 
@@ -33,11 +37,12 @@ class Exchange:
 
 
 class _Phases:
-    def __init__(self) -> None:
+    def __init__(self, has_body: bool) -> None:
         self.seen: list[tuple[str, int]] = []
+        self._names = _PHASES_WITH_BODY if has_body else _PHASES
 
     async def record(self, event: str, info: dict[str, Any]) -> None:
-        phase = _PHASES.get(event)
+        phase = self._names.get(event)
         if phase is not None:
             self.seen.append((phase, time.time_ns()))
 
@@ -54,7 +59,10 @@ class BodyReadingTransport(httpx.AsyncBaseTransport):
         self._inner = inner
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        phases = _Phases()
+        phases = _Phases(
+            has_body=request.headers.get("content-length", "0") != "0"
+            or "transfer-encoding" in request.headers
+        )
         request.extensions["trace"] = phases.record
         start = time.perf_counter_ns()
         response = await self._inner.handle_async_request(request)
