@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from netgap.aggregate import Aggregate
+from netgap.argtypes import positive_int
 from netgap.breakdown import break_down
 from netgap.errors import UsageError
 from netgap.report import csv_text, diagnosis, plot, table
@@ -34,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     window.add_argument("--since", type=duration_arg, help="the last DURATION, e.g. 15m")
     window.add_argument("--start", type=time_arg, help="RFC 3339 time, or relative like -30m")
     window.add_argument("--end", type=time_arg, help="RFC 3339 time, or relative (default now)")
-    parser.add_argument("--limit", type=_positive_int, help="read at most N traces")
+    parser.add_argument("--limit", type=positive_int, help="read at most N traces")
     parser.add_argument("--bucket", type=duration_arg, help="also a time series, e.g. 10s")
     parser.add_argument(
         "--baseline",
@@ -44,16 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--json", action="store_true", help="print the report as JSON")
     out.add_argument("--csv", action="store_true", help="print the report as CSV")
     parser.add_argument("--plot", type=Path, metavar="FILE.png", help="write a stacked-area plot")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

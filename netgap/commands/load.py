@@ -21,16 +21,16 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, TextIO, TypeVar
 
-from netgap.errors import NetgapError, UsageError
-from netgap.loadgen import CONNECT, IntervalStats, LoadConfig, LoadGenerator, LoadResult
-from netgap.loadgen_args import (
-    duration,
+from netgap.argtypes import (
+    duration_s,
     header,
     http_url,
-    positive_duration,
+    positive_duration_s,
     positive_float,
     positive_int,
 )
+from netgap.errors import NetgapError, UsageError
+from netgap.loadgen import CONNECT, IntervalStats, LoadConfig, LoadGenerator, LoadResult
 
 PROGRESS_EVERY_S = 0.25
 T = TypeVar("T")
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--duration",
-        type=duration,
+        type=duration_s,
         default=10.0,
         metavar="TIME",
         help="how long to send: 20s, 2m, 1h, or seconds; 0: until stopped (10s)",
@@ -65,14 +65,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=positive_duration,
+        type=positive_duration_s,
         default=10.0,
         metavar="TIME",
         help="for each whole request (10s)",
     )
     parser.add_argument(
         "--interval",
-        type=positive_duration,
+        type=positive_duration_s,
         default=10.0,
         metavar="TIME",
         help="with --duration 0: one line of numbers per interval (10s)",
