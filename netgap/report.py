@@ -80,12 +80,16 @@ def _series(summary: dict[str, Any]) -> list[str]:
 def _quality(summary: dict[str, Any]) -> list[str]:
     quality = summary["data_quality"]
     unpaired = sum(edge["unpaired"] for edge in summary["edges"].values())
-    if not quality["traces_with_warnings"] and not unpaired:
-        return ["data quality: every outbound call paired with its server span; no warnings"]
+    pairing = (
+        f"{unpaired} unpaired calls (counted wholly as remote)"
+        if unpaired
+        else "every outbound call paired with its server span"
+    )
+    if not quality["traces_with_warnings"]:
+        return [f"data quality: {pairing}; no warnings"]
+    kinds = ", ".join(f"{kind}: {n}" for kind, n in quality["by_kind"].items())
     out = [
-        f"data quality: {unpaired} unpaired calls (counted wholly as remote); "
-        f"{quality['traces_with_warnings']} traces with warnings "
-        + ", ".join(f"{kind}: {n}" for kind, n in quality["by_kind"].items())
+        f"data quality: {pairing}; {quality['traces_with_warnings']} traces with notes ({kinds})"
     ]
     out.extend(f"  e.g. {example}" for example in quality["examples"])
     return out
