@@ -9,6 +9,7 @@ corrupt a number (ids, times): those raise OtlpJsonError.
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -22,11 +23,31 @@ class OtlpJsonError(ValueError):
     """A document that is not OTLP/JSON trace data; the message says where."""
 
 
+@functools.cache
+def _snake(camel: str) -> str:
+    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), camel)
+
+
 def _get(obj: Mapping[str, Any], camel: str, default: Any = None) -> Any:
     if camel in obj:
         return obj[camel]
-    snake = re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), camel)
-    return obj.get(snake, default)
+    return obj.get(_snake(camel), default)
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise OtlpJsonError(f"{where} must be a list")
+    return value
+
+
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise OtlpJsonError(f"{where} must be an object")
+    return value
 
 
 def _id(value: Any, length: int, what: str, *, optional: bool = False) -> str:
@@ -97,20 +118,20 @@ def spans_from_json(document: Any) -> list[Span]:
         document = document["result"]
         if not isinstance(document, Mapping):
             raise OtlpJsonError('"result" must be an object')
-    resource_spans = _get(document, "resourceSpans", [])
-    if not isinstance(resource_spans, list):
-        raise OtlpJsonError('"resourceSpans" must be a list')
+    resource_spans = _list(_get(document, "resourceSpans"), '"resourceSpans"')
     spans: list[Span] = []
     for r_index, rs in enumerate(resource_spans):
-        if not isinstance(rs, Mapping):
-            raise OtlpJsonError(f"resourceSpans[{r_index}] must be an object")
-        resource = attributes(_get(rs.get("resource") or {}, "attributes", []))
+        where = f"resourceSpans[{r_index}]"
+        rs = _object(rs, where)
+        resource_obj = _object(rs.get("resource"), f"{where}.resource")
+        resource = attributes(_get(resource_obj, "attributes", []))
         service = str(resource.get("service.name", "unknown_service"))
-        for s_index, ss in enumerate(_get(rs, "scopeSpans", []) or []):
-            scope = _get(ss, "scope", {}) or {}
-            for index, raw in enumerate(_get(ss, "spans", []) or []):
-                where = f"resourceSpans[{r_index}].scopeSpans[{s_index}].spans[{index}]"
-                spans.append(_span(raw, where, service, resource, scope))
+        for s_index, ss in enumerate(_list(_get(rs, "scopeSpans"), f"{where}.scopeSpans")):
+            ss_where = f"{where}.scopeSpans[{s_index}]"
+            ss = _object(ss, ss_where)
+            scope = _object(_get(ss, "scope"), f"{ss_where}.scope")
+            for index, raw in enumerate(_list(_get(ss, "spans"), f"{ss_where}.spans")):
+                spans.append(_span(raw, f"{ss_where}.spans[{index}]", service, resource, scope))
     return spans
 
 
@@ -119,7 +140,7 @@ def _span(
 ) -> Span:
     if not isinstance(raw, Mapping):
         raise OtlpJsonError(f"{where} must be an object")
-    status = _get(raw, "status", {}) or {}
+    status = _object(_get(raw, "status"), f"{where}.status")
     return Span(
         trace_id=_id(_get(raw, "traceId"), 16, f"{where}.traceId"),
         span_id=_id(_get(raw, "spanId"), 8, f"{where}.spanId"),
@@ -137,7 +158,7 @@ def _span(
                 time_ns=_int(_get(e, "timeUnixNano"), f"{where}.events.timeUnixNano", default=0),
                 attributes=attributes(_get(e, "attributes", [])),
             )
-            for e in (_get(raw, "events", []) or [])
+            for e in _list(_get(raw, "events"), f"{where}.events")
             if isinstance(e, Mapping)
         ),
         status_code=_int(_get(status, "code"), f"{where}.status.code", default=0),
