@@ -55,7 +55,8 @@ class TraceBreakdown:
         values.update({f"{edge} remote": ns for edge, ns in self.remote_ns.items()})
         return {name: values[name] for name in self.order}
 
-    def _charge(self, table: dict[str, int], key: str, ns: int, suffix: str) -> None:
+    def charge(self, table: dict[str, int], key: str, ns: int, suffix: str) -> None:
+        """Add `ns` to `table[key]`, noting the component's place in the order."""
         if f"{key} {suffix}" not in self.order:
             self.order.append(f"{key} {suffix}")
         table[key] = table.get(key, 0) + ns
@@ -118,7 +119,7 @@ def _attribute(trace: _Trace, entry: Span, result: TraceBreakdown) -> None:
             f"{service}: outbound calls under {entry.name!r} overlap or outlast it by "
             f"{-own} ns (concurrent calls?)"
         )
-    result._charge(result.self_ns, service, own, "self")
+    result.charge(result.self_ns, service, own, "self")
     for call in calls:
         server = _server_of(trace, call, result)
         callee = server.service if server is not None else _peer_name(call)
@@ -126,7 +127,7 @@ def _attribute(trace: _Trace, entry: Span, result: TraceBreakdown) -> None:
         result.calls[edge] = result.calls.get(edge, 0) + 1
         if server is None:
             result.unpaired[edge] = result.unpaired.get(edge, 0) + 1
-            result._charge(result.remote_ns, edge, call.duration_ns, "remote")
+            result.charge(result.remote_ns, edge, call.duration_ns, "remote")
             continue
         remote = call.duration_ns - server.duration_ns
         if remote < 0:
@@ -137,7 +138,7 @@ def _attribute(trace: _Trace, entry: Span, result: TraceBreakdown) -> None:
                 f"{call.span_id} by {-remote} ns (remote time < 0: the server closed its span "
                 "after answering, or a clock stepped)"
             )
-        result._charge(result.remote_ns, edge, remote, "remote")
+        result.charge(result.remote_ns, edge, remote, "remote")
         _add_phases(call, server, edge, result)
         _attribute(trace, server, result)
 

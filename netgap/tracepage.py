@@ -152,7 +152,8 @@ class TraceListing:
 
 def listing(trace_id: str, spans: Sequence[Span]) -> TraceListing:
     breakdown = break_down(spans)
-    root = min(spans, key=lambda s: (s.parent_span_id in {x.span_id for x in spans}, s.start_ns))
+    ids = {s.span_id for s in spans}
+    root = min(spans, key=lambda s: (s.parent_span_id in ids, s.start_ns))
     return TraceListing(
         trace_id=trace_id,
         start_ns=breakdown.start_ns if breakdown else root.start_ns,
