@@ -1,0 +1,1 @@
+"""Network faults on purpose: a userspace proxy here, tc/iptables on a cluster node."""
