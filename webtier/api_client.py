@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 import httpx
 
+from tierkit.http1 import Http1Pool
 from tierkit.server_timing import server_timing_durations
 from tierkit.telemetry import Telemetry
 from webtier.settings import ApiSettings
-from webtier.transport import EXCHANGE, BodyReadingTransport, Exchange
+from webtier.transport import EXCHANGE, PhaseRecordingTransport, Phases
 
 
 class ApiError(Exception):
@@ -46,15 +47,13 @@ class ApiClient:
     def __init__(self, settings: ApiSettings, telemetry: Telemetry) -> None:
         self._url = settings.url
         self._timeout_s = settings.timeout_s
-        transport = httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(
-                max_connections=settings.max_connections,
-                max_keepalive_connections=settings.max_keepalive,
-                keepalive_expiry=settings.keepalive_expiry_s,
-            ),
+        pool = Http1Pool(
+            max_connections=settings.max_connections,
+            max_keepalive=settings.max_keepalive,
+            keepalive_expiry_s=settings.keepalive_expiry_s,
         )
         self._client = httpx.AsyncClient(
-            transport=BodyReadingTransport(transport),
+            transport=PhaseRecordingTransport(pool),
             timeout=httpx.Timeout(settings.timeout_s),
             # An in-cluster call: no proxies or .netrc from the environment.
             trust_env=False,
@@ -74,9 +73,9 @@ class ApiClient:
             raise ApiUnreachable(f"API at {self._url} unreachable: {_describe(exc)}") from exc
         if not response.is_success:
             raise ApiBadStatus(f"API at {self._url} answered {response.status_code}")
-        exchange: Exchange = response.extensions[EXCHANGE]
+        phases: Phases = response.extensions[EXCHANGE]
         api_ms = server_timing_durations(response.headers.get("server-timing")).get("app")
-        return ApiReply(response.text, exchange.duration_ms, api_ms)
+        return ApiReply(response.text, (phases.body_done - phases.start) / 1e6, api_ms)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -1,6 +1,5 @@
 """One request to the web tier, end to end: the trace, the headers, the page, the logs."""
 
-import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -105,8 +104,11 @@ def test_client_span_records_connection_phases(stack: Stack) -> None:
 
 
 def test_server_timing_adds_up_to_the_server_span(stack: Stack) -> None:
+    """web + net + api is the SERVER span's time up to the response headers: it cannot exceed
+    the span, and it already covers the whole outbound call. Bounds by causality, not by how
+    busy the machine is."""
     httpx.get(f"{stack.web.url}/")  # warm
-    deviations = []
+    rounding_ms = 3 * 0.0005  # three values sent with 3 decimals
     for _ in range(5):
         response = httpx.get(f"{stack.web.url}/")
         timing = server_timing_durations(response.headers["server-timing"])
@@ -115,8 +117,10 @@ def test_server_timing_adds_up_to_the_server_span(stack: Stack) -> None:
         assert timing["api"] >= QUERY_DELAY_MS
         spans = stack.receiver.wait_for_trace(trace_id_of(response), 5)
         web_server = one(spans, service="webtier", kind=SERVER)
-        deviations.append(abs(sum(timing.values()) - web_server.duration_ms))
-    assert statistics.median(deviations) < 1.0, deviations
+        outbound = one(spans, kind=CLIENT)
+        total = sum(timing.values())
+        assert total <= web_server.duration_ms + rounding_ms
+        assert total >= (outbound.end_ns - web_server.start_ns) / 1e6 - rounding_ms
 
 
 def test_healthz_is_not_traced(stack: Stack) -> None:
