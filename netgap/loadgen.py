@@ -9,8 +9,10 @@ the actual send would hide it (coordinated omission; wrk2 measures the same way)
 Outstanding requests are bounded: one due while `max_inflight` are outstanding is not sent but
 counted as an error of kind DROPPED, so the schedule never slows down and nothing queues.
 
-httpx costs 1 to 2 ms of CPU per request here, so the per-request Python work is kept small:
-one scheduler task sleeps to each deadline and starts one task per request.
+Per-request work is kept small, so that the generator is not what saturates first: requests go
+through tierkit's lean HTTP/1.1 pool (httpx cost 1 to 2 ms of CPU per request here, which at
+200 req/s is most of a core), and one scheduler task sleeps to each deadline and starts one task
+per request.
 """
 
 import asyncio
@@ -24,9 +26,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio.lowlevel
 import httpx
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
+
+from tierkit.http1 import Http1Pool, Timeouts
 
 # Error kinds besides "4xx"/"5xx" (by status class) and httpx exception class names.
 DROPPED = "dropped (max in-flight)"
@@ -48,12 +51,6 @@ _EARLY_S = 0.001
 
 # Each request bounds itself with the timeout; this only covers the loop's own lag at the end.
 _DRAIN_SLACK_S = 1.0
-
-# httpcore's pool scans all its connections, some of them in a nested loop, on every request and
-# every response: one pool of 256 connections costs milliseconds a request, so a slow server that
-# drives the in-flight count up would melt the generator down with it (measured: 100% CPU, most
-# due requests dropped). Pools of at most this many connections bound that work.
-_POOL_SIZE = 16
 
 # Unless the caller sets one: lets a server's logs tell this traffic apart.
 _USER_AGENT = ("User-Agent", "netgap-load")
@@ -190,41 +187,29 @@ def arrival_offsets(
     return itertools.accumulate(gaps, initial=0.0)
 
 
-class _Pools:
-    """httpx clients for up to `max_inflight` requests at once, _POOL_SIZE at most each; a
-    request takes the least busy, so a light load keeps reusing the first one's connections."""
+class _Target:
+    """The request, prepared once: what each send needs and nothing to parse again."""
 
     def __init__(self, config: LoadConfig) -> None:
-        count = -(-config.max_inflight // _POOL_SIZE)
-        size = min(config.max_inflight, _POOL_SIZE)
-        # Twice the connections a pool is given requests for: httpcore 1.0.9 can lose a slot
-        # for good when a request waiting for one is cancelled (encode/httpcore#1093). No request
-        # waits here, and should a slot leak anyway, the spare keeps the next from waiting.
-        limits = httpx.Limits(max_connections=2 * size, max_keepalive_connections=size)
-        # One context for all (each costs ~40 ms to build); it honours SSL_CERT_FILE/DIR.
-        ssl_context = httpx.create_ssl_context()
+        url = httpx.URL(config.url)
+        self.scheme = url.scheme
+        self.host = url.host
+        self.port = url.port or (443 if url.scheme == "https" else 80)
+        self.path = url.raw_path.decode("ascii")
         names = {name.lower() for name, _ in config.headers}
         headers = [*([] if "user-agent" in names else [_USER_AGENT]), *config.headers]
-        self.clients = [
-            httpx.AsyncClient(
-                headers=headers,
-                timeout=httpx.Timeout(config.timeout_s),
-                limits=limits,
-                verify=ssl_context,
-                # Straight to the URL: a proxy from the environment would be measured instead.
-                trust_env=False,
-            )
-            for _ in range(count)
-        ]
-        self.busy = [0] * count
-        self._indexes = range(count)
+        self.headers = [(name.encode(), value.encode()) for name, value in headers]
+        # No per-step timeouts: each request is bounded whole by asyncio.timeout in _get.
+        self.timeouts = Timeouts()
 
-    def least_busy(self) -> int:
-        return min(self._indexes, key=self.busy.__getitem__)
-
-    async def aclose(self) -> None:
-        for client in self.clients:
-            await client.aclose()
+    def pool(self, max_inflight: int) -> Http1Pool:
+        return Http1Pool(
+            max_connections=max_inflight,
+            max_keepalive=max_inflight,
+            keepalive_expiry_s=None,
+            # One context for all (each costs ~40 ms to build); it honours SSL_CERT_FILE/DIR.
+            ssl_context=httpx.create_ssl_context() if self.scheme == "https" else None,
+        )
 
 
 class _Latencies:
@@ -307,14 +292,12 @@ class LoadGenerator:
         if self._started_at is not None:
             raise RuntimeError("a LoadGenerator runs once; make a new one")
         config = self.config
-        pools = _Pools(config)
-        # httpcore runs on anyio, which imports its asyncio backend (~40 ms) on first use: do it
-        # now rather than stall the first requests (their latency would count it).
-        await anyio.lowlevel.checkpoint()
+        target = _Target(config)
+        pool = target.pool(config.max_inflight)
         self._started_at = start = time.monotonic()
         if self._on_interval is not None:
             self._next_report = start + config.interval_s
-        self._scheduler = asyncio.create_task(self._schedule(pools, start))
+        self._scheduler = asyncio.create_task(self._schedule(target, pool, start))
         if self._stops:
             self._scheduler.cancel()
         try:
@@ -332,7 +315,7 @@ class LoadGenerator:
             for leftover in leftovers:
                 leftover.cancel()
             await asyncio.gather(*leftovers, return_exceptions=True)
-            await pools.aclose()
+            await pool.aclose()
         total = self._total
         return LoadResult(
             config=config,
@@ -344,7 +327,7 @@ class LoadGenerator:
             send_lag_max_ms=self._send_lag_max_s * 1000,
         )
 
-    async def _schedule(self, pools: _Pools, start: float) -> None:
+    async def _schedule(self, target: _Target, pool: Http1Pool, start: float) -> None:
         config = self.config
         duration = config.duration_s
         inflight = self._inflight
@@ -357,7 +340,7 @@ class LoadGenerator:
                 for tally in self._tallies:
                     tally.errors[DROPPED] += 1
             else:
-                task = asyncio.create_task(self._request(pools, due))
+                task = asyncio.create_task(self._request(target, pool, due))
                 inflight.add(task)
                 task.add_done_callback(inflight.discard)
                 for tally in self._tallies:
@@ -383,21 +366,17 @@ class LoadGenerator:
             else:
                 return late
 
-    async def _request(self, pools: _Pools, due: float) -> None:
+    async def _request(self, target: _Target, pool: Http1Pool, due: float) -> None:
         now = time.monotonic()
         if now - due > self._send_lag_max_s:
             self._send_lag_max_s = now - due
         # Sent a little early (see _EARLY_S), the latency counts from the real send.
         start = min(due, now)
-        pool = pools.least_busy()
-        pools.busy[pool] += 1
         try:
-            status = await self._get(pools.clients[pool])
+            status = await self._get(target, pool)
         except asyncio.CancelledError:
             self._count_error(CANCELLED)
             raise
-        finally:
-            pools.busy[pool] -= 1
         if isinstance(status, str):
             self._count_error(status)
             return
@@ -409,19 +388,27 @@ class LoadGenerator:
                 tally.errors[f"{status // 100}xx"] += 1
             tally.latencies.record(seconds)
 
-    async def _get(self, client: httpx.AsyncClient) -> int | str:
+    async def _get(self, target: _Target, pool: Http1Pool) -> int | str:
         """The answer's status code, or the kind of error."""
         try:
-            # httpx's timeouts are per operation; this one bounds the whole exchange.
+            # The pool's timeouts are per step; this one bounds the whole exchange.
             async with asyncio.timeout(self.config.timeout_s):
-                response = await client.get(self.config.url)
+                response = await pool.request(
+                    "GET",
+                    target.scheme,
+                    target.host,
+                    target.port,
+                    target.path,
+                    target.headers,
+                    timeouts=target.timeouts,
+                )
         except (TimeoutError, httpx.TimeoutException):
             return TIMEOUT
         except httpx.ConnectError:
             return CONNECT
         except Exception as exc:  # whatever fails, it is this request's outcome, not the run's
             return type(exc).__name__
-        return response.status_code
+        return response.status
 
     def _count_error(self, kind: str) -> None:
         for tally in self._tallies:
