@@ -10,6 +10,7 @@ store. `run_until_signalled` does that until SIGTERM or SIGINT (what `netgap col
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import signal
@@ -237,6 +238,10 @@ def run_until_signalled(collector: Collector, on_ready: Callable[[], None] | Non
             loop.add_signal_handler(signum, on_signal)
         await collector.serve(stop, on_ready)
 
+    # As in the tiers (tierkit.serve): what is alive at start lives as long as the process, so
+    # full collections need not re-scan it while spans stream in.
+    gc.collect()
+    gc.freeze()
     asyncio.run(main())
 
 
