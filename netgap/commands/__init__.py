@@ -3,7 +3,7 @@
 import argparse
 from typing import Protocol
 
-from netgap.commands import breakdown, check, collect, demo, load
+from netgap.commands import breakdown, check, collect, demo, fault, load
 
 
 class Command(Protocol):
@@ -17,4 +17,5 @@ COMMANDS: dict[str, Command] = {
     "load": load,
     "breakdown": breakdown,
     "check": check,
+    "fault": fault,
 }

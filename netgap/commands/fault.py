@@ -1,0 +1,396 @@
+"""Inject network faults: a TCP proxy adding latency, a bandwidth cap, loss and resets.
+
+  netgap fault proxy --listen 127.0.0.1:8081 --upstream 127.0.0.1:8080 --preset article
+  netgap fault set --control 127.0.0.1:8474 --latency 100ms
+  netgap fault clear --control 127.0.0.1:8474
+
+`proxy` relays TCP from --listen to --upstream with the faults asked for, and serves a control
+API (toxiproxy-like, JSON on /faults) through which `set` and `clear` change them while it runs,
+without dropping connections. `k8s` puts such faults on a Kubernetes node or pod with tc.
+Units are tc's: 500ms, 50kbit (kilobits/s), 6250bps (bytes/s), 1% (or 1). Comcast's
+--target-bw (kbit/s) and --packet-loss are accepted too.
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from netgap.collector.server import Address, parse_address
+from netgap.errors import UsageError
+from netgap.fault import k8s_command
+from netgap.fault.control import (
+    DEFAULT_PORT,
+    ControlServer,
+    clear_faults,
+    faults_url,
+    put_faults,
+)
+from netgap.fault.proxy import FaultProxy, check_upstream
+from netgap.fault.spec import (
+    DIRECTIONS,
+    PRESETS,
+    Faults,
+    FaultSpecError,
+    parse_duration_s,
+    parse_fraction,
+    parse_rate_bps,
+)
+
+T = TypeVar("T")
+FIELDS = ("latency", "jitter", "rate", "loss", "reset", "direction")
+# The default of every fault flag: `--rate none` stores None, so None cannot mean "not given".
+_UNSET: Any = object()
+DEFAULT_CONTROL = f"127.0.0.1:{DEFAULT_PORT}"
+UPSTREAM_CHECK_TIMEOUT_S = 5.0
+
+PROXY_HELP = """Relay TCP from --listen to --upstream, with faults.
+
+Latency is added in each faulted direction (--direction, default both), so a round trip gains
+twice --latency; --jitter spreads it without reordering bytes. --rate caps each direction for
+all connections together, as a shaped interface does. A --loss'd chunk arrives late by TCP's
+retransmission timeout (200 ms plus the round trip the faults add, doubling while the
+retransmission is lost too); --reset closes a connection with RST, per chunk forwarded.
+
+The control API (--control, toxiproxy's port by default; off to go without) takes
+GET/PUT/DELETE on /faults. SIGTERM or Ctrl-C stops (exit 0). Exit 2 for bad flags or an
+upstream that does not accept a connection at start-up.
+"""
+SET_HELP = """Change the faults of a running `netgap fault proxy`.
+
+Only the faults given change; the others stay as they are. With --preset, every fault is set:
+the preset's, with the flags given on top. Prints the faults now in force.
+"""
+CLEAR_HELP = """Remove every fault of a running `netgap fault proxy`.
+
+Connections through it stay open and go on at full speed. Prints the faults now in force.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    subcommands = parser.add_subparsers(dest="fault_command", metavar="SUBCOMMAND", required=True)
+    _add_subcommand(subcommands, "proxy", PROXY_HELP, _add_proxy_arguments, _run_proxy)
+    _add_subcommand(subcommands, "set", SET_HELP, _add_set_arguments, _run_set)
+    _add_subcommand(subcommands, "clear", CLEAR_HELP, _add_clear_arguments, _run_clear)
+    doc = k8s_command.__doc__ or ""
+    _add_subcommand(subcommands, "k8s", doc, k8s_command.add_arguments, k8s_command.run)
+
+
+def _add_subcommand(
+    subcommands: "argparse._SubParsersAction[argparse.ArgumentParser]",
+    name: str,
+    doc: str,
+    add: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace], int],
+) -> None:
+    doc = doc.strip()
+    sub = subcommands.add_parser(
+        name,
+        help=doc.splitlines()[0],
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add(sub)
+    sub.set_defaults(fault_run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    fault_run: Callable[[argparse.Namespace], int] = args.fault_run
+    return fault_run(args)
+
+
+# -- flags
+
+
+def _add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--listen", type=_address, required=True, metavar="HOST:PORT", help="where clients connect"
+    )
+    parser.add_argument(
+        "--upstream",
+        type=_address,
+        required=True,
+        metavar="HOST:PORT",
+        help="the server to relay to",
+    )
+    parser.add_argument(
+        "--control",
+        type=_control_address,
+        default=parse_address(DEFAULT_CONTROL),
+        metavar="HOST:PORT",
+        help=f"the control API's listener, or off ({DEFAULT_CONTROL})",
+    )
+    _add_fault_arguments(parser)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="the random draws (jitter, loss, reset) repeat run after run",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log every connection opened and closed"
+    )
+
+
+def _add_set_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_control_url_argument(parser)
+    _add_fault_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print the faults as JSON")
+
+
+def _add_clear_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_control_url_argument(parser)
+    parser.add_argument("--json", action="store_true", help="print the faults as JSON")
+
+
+def _add_control_url_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--control",
+        type=_control_url,
+        default=faults_url(DEFAULT_CONTROL),
+        metavar="URL",
+        help=f"the proxy's control API (http://{DEFAULT_CONTROL})",
+    )
+
+
+def _add_fault_arguments(parser: argparse.ArgumentParser) -> None:
+    """Each flag's value is stored as the control API's JSON field, checked already."""
+    faults = parser.add_argument_group("faults")
+    parser.set_defaults(**dict.fromkeys(FIELDS, _UNSET))
+    faults.add_argument(
+        "--latency",
+        type=_field(parse_duration_s, "latency"),
+        metavar="TIME",
+        help="added one way, in each faulted direction: 500ms, 1.5s, or milliseconds",
+    )
+    faults.add_argument(
+        "--jitter",
+        type=_field(parse_duration_s, "jitter"),
+        metavar="TIME",
+        help="+- spread of the latency, at most the latency",
+    )
+    rate = faults.add_mutually_exclusive_group()
+    rate.add_argument(
+        "--rate",
+        type=_rate,
+        metavar="RATE",
+        help="bandwidth cap per direction, shared by all connections: 50kbit, 1mbit, 6250bps"
+        " (bytes/s); none: no cap",
+    )
+    rate.add_argument(
+        "--target-bw",
+        dest="rate",
+        type=_kbit,
+        metavar="KBITS",
+        help="--rate in kbit/s, as Comcast takes it",
+    )
+    loss = faults.add_mutually_exclusive_group()
+    loss.add_argument(
+        "--loss",
+        type=_field(parse_fraction, "loss"),
+        metavar="PERCENT",
+        help="chance a chunk is lost and waits for TCP's retransmission: 1%%, 0.1%%",
+    )
+    loss.add_argument(
+        "--packet-loss",
+        dest="loss",
+        type=_field(parse_fraction, "loss"),
+        metavar="PERCENT",
+        help="--loss, as Comcast names it",
+    )
+    faults.add_argument(
+        "--reset",
+        type=_field(parse_fraction, "reset"),
+        metavar="PERCENT",
+        help="chance a connection is closed with RST, per chunk forwarded",
+    )
+    faults.add_argument(
+        "--direction",
+        choices=DIRECTIONS,
+        help="which way they apply: upstream is client to server, downstream back; both at first",
+    )
+    faults.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help=_preset_help(),
+    )
+
+
+def _preset_help() -> str:
+    presets = "; ".join(f"{name}: {preset.describe()}" for name, preset in PRESETS.items())
+    text = f"a named set of faults, the flags given overriding its fields; {presets}"
+    return text.replace("%", "%%")  # argparse formats help with %
+
+
+def _changes(args: argparse.Namespace) -> dict[str, str | None]:
+    """The fault fields the command line sets: a preset's, then the flags given."""
+    changes: dict[str, str | None] = {}
+    if args.preset is not None:
+        changes.update(PRESETS[args.preset].to_json())
+    for name in FIELDS:
+        value = getattr(args, name)
+        if value is not _UNSET:
+            changes[name] = value
+    return changes
+
+
+def faults_from_args(args: argparse.Namespace) -> Faults:
+    """What `netgap fault proxy` starts with; UsageError when the values do not go together."""
+    try:
+        return Faults.from_json(_changes(args))
+    except FaultSpecError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _field(parse: Callable[[str, str], object], field: str) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        try:
+            parse(text, field)
+        except FaultSpecError as exc:
+            raise argparse.ArgumentTypeError(_without_field(str(exc), field)) from None
+        return text.strip()
+
+    check.__name__ = field  # argparse names the type in some messages
+    return check
+
+
+def _rate(text: str) -> str | None:
+    if text.strip().lower() in ("none", "0"):
+        return None
+    try:
+        parse_rate_bps(text)
+    except FaultSpecError as exc:
+        raise argparse.ArgumentTypeError(_without_field(str(exc), "rate")) from None
+    return text.strip()
+
+
+def _kbit(text: str) -> str:
+    """Comcast's --target-bw: a number of kbit/s, as the rate field takes it."""
+    try:
+        kbit = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of kbit/s: {text!r}") from None
+    if not (math.isfinite(kbit) and kbit * 1000 >= 1):
+        raise argparse.ArgumentTypeError(f"must be more than 0 kbit/s, got {text}")
+    return f"{round(kbit * 1000)}bit"
+
+
+def _without_field(message: str, field: str) -> str:
+    # argparse already names the flag; "argument --rate: rate: ..." would say it twice.
+    return message.removeprefix(f"{field}: ")
+
+
+def _address(text: str) -> Address:
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _control_address(text: str) -> Address | None:
+    return None if text.strip().lower() == "off" else _address(text)
+
+
+def _control_url(text: str) -> str:
+    try:
+        return faults_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# -- set, clear
+
+
+def _run_set(args: argparse.Namespace) -> int:
+    changes = _changes(args)
+    if not changes:
+        raise UsageError(
+            "nothing to set", hint="give a fault, e.g. --latency 100ms, or --preset article"
+        )
+    _print_faults(put_faults(args.control, changes), as_json=args.json)
+    return 0
+
+
+def _run_clear(args: argparse.Namespace) -> int:
+    _print_faults(clear_faults(args.control), as_json=args.json)
+    return 0
+
+
+def _print_faults(faults: Faults, *, as_json: bool) -> None:
+    print(json.dumps(faults.to_json()) if as_json else faults.describe(), flush=True)
+
+
+# -- proxy
+
+
+def _run_proxy(args: argparse.Namespace) -> int:
+    faults = faults_from_args(args)
+    logging.basicConfig(level=logging.WARNING, format="netgap fault proxy: %(message)s")
+    logging.getLogger("netgap.fault").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    proxy = FaultProxy(args.listen, args.upstream, faults, seed=args.seed)
+    control = ControlServer(proxy, args.control) if args.control is not None else None
+    _run_async(_serve(proxy, control))
+    return 0
+
+
+async def _serve(proxy: FaultProxy, control: ControlServer | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await _check_upstream(proxy.upstream)
+    try:
+        await _start(proxy.start(), "--listen", proxy.listen)
+        if control is not None:
+            await _start(control.start(), "--control", control.address)
+        print(_ready_line(proxy, control), file=sys.stderr, flush=True)
+        await stop.wait()
+    finally:
+        if control is not None:
+            await control.stop()
+        await proxy.stop()
+
+
+async def _check_upstream(upstream: Address) -> None:
+    try:
+        await check_upstream(upstream, UPSTREAM_CHECK_TIMEOUT_S)
+    except (OSError, TimeoutError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "no answer"
+        raise UsageError(
+            f"--upstream {upstream}: cannot connect ({reason})",
+            hint="start the server first, or check the address",
+        ) from None
+
+
+async def _start(starting: Coroutine[Any, Any, None], flag: str, address: Address) -> None:
+    try:
+        await starting
+    except OSError as exc:
+        raise UsageError(
+            f"{flag} {address}: cannot listen on {address} ({exc.strerror or exc})",
+            hint=f"pick a free port with {flag}",
+        ) from None
+
+
+def _ready_line(proxy: FaultProxy, control: ControlServer | None) -> str:
+    seed = f" (seed {proxy.seed})" if proxy.seed is not None else ""
+    return (
+        f"netgap fault proxy: listening on {proxy.address} -> upstream {proxy.upstream}, "
+        f"control {control.url if control else 'off'}, "
+        f"faults: {proxy.faults.describe()}{seed}"
+    )
+
+
+def _run_async(main: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+    except ImportError:  # not built for this platform (Windows)
+        return asyncio.run(main)
+    # About half the CPU per relayed chunk of asyncio's own loop: the zero-fault path is cheap.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)

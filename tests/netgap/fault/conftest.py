@@ -1,0 +1,153 @@
+"""Loopback servers to relay to, and a FaultProxy (with its control API) on an event loop of
+its own in a background thread, as the `netgap fault proxy` process runs it."""
+
+import asyncio
+import contextlib
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import pytest
+
+from netgap.collector.server import Address
+from netgap.fault.control import ControlServer
+from netgap.fault.proxy import FaultProxy
+from netgap.fault.spec import Faults
+
+T = TypeVar("T")
+LOCAL = Address("127.0.0.1", 0)
+TIMEOUT_S = 15.0
+
+Handler = Callable[[socket.socket], None]
+
+
+@contextmanager
+def tcp_server(handle: Handler) -> Iterator[Address]:
+    """Calls `handle(sock)` for each connection, in a thread of its own."""
+
+    class RequestHandler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.settimeout(TIMEOUT_S)
+            with contextlib.suppress(OSError):  # the client went away, as some tests mean to
+                handle(self.request)
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), RequestHandler)
+    server.daemon_threads = True
+    server.block_on_close = False
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield Address("127.0.0.1", int(server.server_address[1]))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def echo(sock: socket.socket) -> None:
+    while data := sock.recv(65536):
+        sock.sendall(data)
+
+
+@pytest.fixture
+def echo_server() -> Iterator[Address]:
+    with tcp_server(echo) as address:
+        yield address
+
+
+def connect(address: Address) -> socket.socket:
+    sock = socket.create_connection((address.host, address.port), timeout=TIMEOUT_S)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = sock.recv(size)
+        if not chunk:
+            raise ConnectionError(f"closed with {size} bytes still to come")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def round_trip_s(sock: socket.socket, payload: bytes = b"ping") -> float:
+    """Sends `payload` to an echo server and waits for it back: how long that took."""
+    start = time.perf_counter()
+    sock.sendall(payload)
+    assert recv_exactly(sock, len(payload)) == payload
+    return time.perf_counter() - start
+
+
+class RunningProxy:
+    """A started FaultProxy; everything done to it goes through its event loop."""
+
+    def __init__(self, proxy: FaultProxy, loop: asyncio.AbstractEventLoop) -> None:
+        self.proxy = proxy
+        self.loop = loop
+        self.control: ControlServer | None = None
+
+    @property
+    def address(self) -> Address:
+        return self.proxy.address
+
+    @property
+    def control_url(self) -> str:
+        assert self.control is not None, "started without control=True"
+        return self.control.url
+
+    def call(self, work: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(TIMEOUT_S)
+
+    def set_faults(self, faults: Faults) -> None:
+        async def assign() -> None:
+            self.proxy.faults = faults
+
+        self.call(assign())
+
+    def faults(self) -> Faults:
+        async def read() -> Faults:
+            return self.proxy.faults
+
+        return self.call(read())
+
+
+@contextmanager
+def running_proxy(
+    upstream: Address,
+    faults: Faults | None = None,
+    *,
+    seed: int | None = None,
+    control: bool = False,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+) -> Iterator[RunningProxy]:
+    """`loop_factory=uvloop.new_event_loop` for the loop `netgap fault proxy` runs on."""
+    loop = loop_factory()
+    thread = threading.Thread(target=loop.run_forever, name="fault-proxy", daemon=True)
+    thread.start()
+    running = RunningProxy(FaultProxy(LOCAL, upstream, faults, seed=seed), loop)
+    try:
+        running.call(running.proxy.start())
+        if control:
+            running.control = ControlServer(running.proxy, LOCAL)
+            running.call(running.control.start())
+        yield running
+    finally:
+        if running.control is not None:
+            running.call(running.control.stop())
+        running.call(running.proxy.stop())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+@pytest.fixture
+def proxy(echo_server: Address) -> Iterator[RunningProxy]:
+    """A proxy to an echo server, no faults yet."""
+    with running_proxy(echo_server) as running:
+        yield running

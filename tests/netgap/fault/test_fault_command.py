@@ -1,0 +1,237 @@
+"""`netgap fault proxy/set/clear` as a user runs them: real processes, real sockets."""
+
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+
+from netgap.cli import build_parser
+from netgap.collector.server import Address, parse_address
+from netgap.commands.fault import faults_from_args
+from netgap.fault.spec import Faults
+from tests.harness import ROOT, free_port
+from tests.netgap.fault.conftest import connect, round_trip_s
+
+pytestmark = pytest.mark.timeout(30)
+
+READY = re.compile(
+    r"netgap fault proxy: listening on (\S+) -> upstream (\S+), control (\S+), faults: (.*)"
+)
+
+
+def netgap(*args: str) -> "subprocess.CompletedProcess[str]":
+    return subprocess.run(
+        [sys.executable, "-m", "netgap", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+
+
+@dataclass
+class ProxyProcess:
+    process: "subprocess.Popen[str]"
+    address: Address
+    control_url: str
+    faults: str  # as the ready line describes them
+
+    def stop(self, signum: int = signal.SIGTERM) -> tuple[int, str]:
+        """Signals it and waits: the exit code and the rest of stderr."""
+        self.process.send_signal(signum)
+        _, stderr = self.process.communicate(timeout=10)
+        return self.process.returncode, stderr
+
+
+@contextmanager
+def fault_proxy(upstream: Address, *flags: str) -> Iterator[ProxyProcess]:
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "netgap", "fault", "proxy"),
+            *("--listen", "127.0.0.1:0", "--upstream", str(upstream)),
+            *("--control", "127.0.0.1:0", *flags),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        line = _first_line(process)
+        ready = READY.fullmatch(line)
+        assert ready, f"not the ready line: {line!r}"
+        yield ProxyProcess(process, parse_address(ready[1]), ready[3], ready[4])
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+
+
+def _first_line(process: "subprocess.Popen[str]") -> str:
+    assert process.stderr is not None
+    ready, _, _ = select.select([process.stderr], [], [], 15)
+    assert ready, "no ready line on stderr within 15 s"
+    return process.stderr.readline().rstrip("\n")
+
+
+def parse_faults(*argv: str) -> Faults:
+    args = build_parser().parse_args(
+        ["fault", "proxy", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", *argv]
+    )
+    return faults_from_args(args)
+
+
+@pytest.mark.parametrize("command", [[], ["proxy"], ["set"], ["clear"]])
+def test_help(command: list[str]) -> None:
+    result = netgap("fault", *command, "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"usage: netgap fault {' '.join(command)}".rstrip())
+
+
+PROXY = ("fault", "proxy", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1")
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--latency=-5ms"], "argument --latency: '-5ms' must be from 0"),
+        (["--loss", "150%"], "argument --loss: '150%' must be from 0% to 100%"),
+        (["--rate", "50kbits"], "argument --rate: '50kbits' is not a rate"),
+        (["--latency", "5parsecs"], "argument --latency: '5parsecs' is not a duration"),
+        (["--jitter", "1s"], "jitter: 1000ms is more than the latency 0ms"),
+    ],
+)
+def test_bad_faults_are_one_line_and_exit_2(flags: list[str], says: str) -> None:
+    result = netgap(*PROXY, *flags)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert says in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--packet-loss", "101"], "argument --packet-loss: '101' must be from 0% to 100%"),
+        (["--target-bw", "0"], "argument --target-bw: must be more than 0"),
+        (["--target-bw", "fast"], "argument --target-bw: not a number of kbit/s"),
+        (["--rate", "1mbit", "--target-bw", "50"], "not allowed with argument --rate"),
+        (["--direction", "sideways"], "argument --direction"),
+        (["--reset", "1x"], "argument --reset: '1x' is not a percentage"),
+        (["--listen", "nowhere"], "argument --listen"),
+    ],
+)
+def test_more_bad_flags_in_process(
+    flags: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args([*PROXY, *flags])
+    assert exited.value.code == 2
+    stderr = capsys.readouterr().err
+    assert len(stderr.splitlines()) == 1, stderr
+    assert says in stderr
+
+
+def test_an_unreachable_upstream_is_exit_2() -> None:
+    upstream = f"127.0.0.1:{free_port()}"
+    result = netgap("fault", "proxy", "--listen", "127.0.0.1:0", "--upstream", upstream)
+    assert result.returncode == 2
+    first, *rest = result.stderr.splitlines()
+    assert first == f"netgap fault: --upstream {upstream}: cannot connect (Connection refused)"
+    assert len(rest) <= 1  # a hint at most
+    assert "Traceback" not in result.stderr
+
+
+def test_a_listen_port_in_use_is_exit_2(echo_server: Address) -> None:
+    result = netgap("fault", "proxy", "--listen", str(echo_server), "--upstream", str(echo_server))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"netgap fault: --listen {echo_server}: cannot listen")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["set"], "nothing to set"),
+        (["set", "--control", "ftp://127.0.0.1:1", "--latency", "1ms"], "argument --control"),
+        (["set", "--loss", "-1"], "argument --loss"),
+        (["clear", "--control", "ftp://x"], "argument --control"),
+    ],
+)
+def test_bad_set_and_clear_flags_are_exit_2(args: list[str], says: str) -> None:
+    result = netgap("fault", *args)
+    assert result.returncode == 2
+    assert says in result.stderr.splitlines()[0]
+
+
+def test_set_without_a_proxy_is_exit_1() -> None:
+    result = netgap("fault", "clear", "--control", f"127.0.0.1:{free_port()}")
+    assert result.returncode == 1
+    assert result.stderr.startswith("netgap fault: cannot reach the control API")
+
+
+def test_the_article_preset_and_flags_over_it() -> None:
+    article = Faults(latency_s=0.5, rate_bps=50_000, loss=0.01)
+    assert parse_faults("--preset", "article") == article
+    assert parse_faults("--preset", "article", "--latency", "200ms", "--rate", "none") == Faults(
+        latency_s=0.2, loss=0.01
+    )
+    assert parse_faults("--target-bw", "50", "--packet-loss", "1%") == Faults(
+        rate_bps=50_000, loss=0.01
+    )
+    assert parse_faults("--latency", "500", "--jitter", "50ms", "--reset", "0.1%") == Faults(
+        latency_s=0.5, jitter_s=0.05, reset=0.001
+    )
+
+
+def test_set_and_clear_a_running_proxy_without_dropping_connections(
+    echo_server: Address,
+) -> None:
+    with fault_proxy(echo_server, "--preset", "article", "--loss", "0", "-v") as proxy:
+        assert proxy.faults == "latency 500ms, rate 50kbit (both)"
+        url = proxy.control_url
+        with connect(proxy.address) as sock:
+            assert round_trip_s(sock) >= 0.99  # 500 ms each way
+
+            done = netgap("fault", "set", "--control", url, "--latency", "100ms", "--rate", "none")
+            assert (done.returncode, done.stdout) == (0, "latency 100ms (both)\n"), done.stderr
+            assert 0.19 <= round_trip_s(sock) < 0.99
+
+            refused = netgap("fault", "set", "--control", url, "--jitter", "1s")
+            assert refused.returncode == 2
+            assert refused.stderr == (
+                "netgap fault: jitter: 1000ms is more than the latency 100ms;"
+                " a delay cannot go below zero\n"
+            )
+
+            done = netgap("fault", "clear", "--control", url)
+            assert (done.returncode, done.stdout) == (0, "no faults\n"), done.stderr
+            assert min(round_trip_s(sock) for _ in range(3)) < 0.05
+
+            done = netgap("fault", "set", "--control", url, "--preset", "article", "--json")
+            assert done.returncode == 0, done.stderr
+            assert '"latency": "500ms", "jitter": "0ms", "rate": "50kbit"' in done.stdout
+        code, stderr = proxy.stop()
+    assert code == 0, stderr
+    assert "faults set by 127.0.0.1: latency 100ms (both)" in stderr
+    assert re.search(r"connection 1 from 127\.0\.0\.1:\d+: closed", stderr), stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_it_cleanly(echo_server: Address, signum: int) -> None:
+    with fault_proxy(echo_server, "--seed", "1", "--latency", "1ms") as proxy:
+        assert proxy.faults == "latency 1ms (both) (seed 1)"
+        with connect(proxy.address) as sock:
+            round_trip_s(sock)
+            started = time.monotonic()
+            code, stderr = proxy.stop(signum)
+            assert sock.recv(10) == b""  # closed, not left hanging
+    assert code == 0, stderr
+    assert time.monotonic() - started < 5
+    assert stderr == ""
