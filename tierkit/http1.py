@@ -518,10 +518,13 @@ class Http1Transport(httpx.AsyncBaseTransport):
             body,
             timeouts,
         )
+        # Unread: httpx reads (and decodes) it after this returns, outside the CLIENT span that
+        # the instrumentation wraps around this call. The bytes are all here; decoding them is
+        # the caller's own work, not time on the network.
         return httpx.Response(
             raw.status,
             headers=raw.headers,
-            content=raw.body,
+            stream=httpx.ByteStream(raw.body),
             extensions={
                 "http_version": f"HTTP/{raw.http_version}".encode(),
                 "network_stream": _SocketInfo(raw.sock),

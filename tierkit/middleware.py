@@ -5,6 +5,8 @@ A plain ASGI middleware: it sits inside the OpenTelemetry middleware, so the cur
 request's SERVER span.
 """
 
+import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, MutableMapping
@@ -52,17 +54,20 @@ class RequestTelemetryMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            log.info(
-                "request",
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round((time.time_ns() - start) / 1e6, 3),
-                    "trace_id": trace.format_trace_id(span.trace_id) if span.is_valid else None,
-                    "span_id": trace.format_span_id(span.span_id) if span.is_valid else None,
-                    **({"error": state["error"]} if "error" in state else {}),
-                },
+            fields = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round((time.time_ns() - start) / 1e6, 3),
+                "trace_id": trace.format_trace_id(span.trace_id) if span.is_valid else None,
+                "span_id": trace.format_span_id(span.span_id) if span.is_valid else None,
+                **({"error": state["error"]} if "error" in state else {}),
+            }
+            # Written once this request's task yields, so after the SERVER span has ended: the
+            # caller already has the answer, and formatting and writing the line would
+            # otherwise lengthen the span past it (read as negative remote time on loopback).
+            asyncio.get_running_loop().call_soon(
+                functools.partial(log.info, "request", extra=fields)
             )
 
 
