@@ -3,7 +3,7 @@
 import argparse
 from typing import Protocol
 
-from netgap.commands import breakdown, check, collect, demo, fault, load
+from netgap.commands import breakdown, check, collect, demo, fault, load, scenario
 
 
 class Command(Protocol):
@@ -18,4 +18,5 @@ COMMANDS: dict[str, Command] = {
     "breakdown": breakdown,
     "check": check,
     "fault": fault,
+    "scenario": scenario,
 }

@@ -1,0 +1,282 @@
+"""Replay the incident on one machine: baseline, fault, recovery, and a report that explains it.
+
+Starts the collector, the API tier, `netgap fault proxy` in front of it and the web tier
+calling the API through the proxy, then sends a steady load (--rate) through three phases:
+--baseline without faults, --fault with them (--preset article: 500 ms latency, a 50 kbit/s
+cap and 1% loss, as in the story; --latency, --jitter, --bandwidth and --loss change single
+fields), and --recovery after they are cleared. It then reads the traces back and writes
+--out/scenario.html (a stacked time plot with the fault shaded, a per-phase table, the
+diagnosis in words) and --out/scenario.json, and prints the table. Ctrl-C or SIGTERM stop it:
+the faults are cleared and every process stops.
+
+The report puts an expected remote time next to the measured one: round trips, the cap's
+transfer time for the bytes of one exchange (measured at start), retransmission stalls for the
+loss, and queueing when the load offers more bytes a second than the cap carries; it names
+the term that dominates.
+
+Why --rate 30 by default: one exchange is about 210 B up and 245 B down, and the proxy caps
+each direction at 50 kbit/s = 6250 B/s, so the responses fill the cap at about 25 requests/s.
+At 5 requests/s a request pays the round trip and the transfer, about 1.1 s, and no more. At
+30 the responses offer ~7300 B/s, the backlog grows ~0.17 s every second, and by the end of
+a 60 s fault requests wait ~10 s: the story's 6-20 s. Much above 40, the backlog passes the web
+tier's --api-timeout before the fault ends and requests fail with 504 instead.
+
+  netgap scenario --preset article
+  netgap scenario --baseline 10s --fault 20s --recovery 10s --rate 30 --out /tmp/scenario
+  netgap scenario --latency 100ms --bandwidth none --loss 0
+"""
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from netgap.argtypes import (
+    duration_s,
+    non_negative_float,
+    port,
+    positive_duration_s,
+    positive_float,
+)
+from netgap.errors import UsageError
+from netgap.fault.spec import (
+    PRESETS,
+    Faults,
+    FaultSpecError,
+    parse_duration_s,
+    parse_fraction,
+    parse_rate_bps,
+)
+from netgap.scenario import report
+from netgap.scenario.run import (
+    Interrupted,
+    Phase,
+    Ports,
+    ScenarioConfig,
+    run_scenario,
+)
+
+NO_PRESET = "none"
+# --bandwidth's default: `--bandwidth none` stores None, so None cannot mean "not given".
+_UNSET: Any = object()
+DEFAULT_RATE = 30.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    phases = parser.add_argument_group("phases")
+    phases.add_argument(
+        "--baseline",
+        type=positive_duration_s,
+        default=30.0,
+        metavar="TIME",
+        help="how long before the faults (30s)",
+    )
+    phases.add_argument(
+        "--fault",
+        type=positive_duration_s,
+        default=60.0,
+        metavar="TIME",
+        help="how long the faults last (60s)",
+    )
+    phases.add_argument(
+        "--recovery",
+        type=positive_duration_s,
+        default=30.0,
+        metavar="TIME",
+        help="how long after they are cleared (30s)",
+    )
+    phases.add_argument(
+        "--settle",
+        type=duration_s,
+        default=1.0,
+        metavar="TIME",
+        help="left out of the statistics at either edge of each phase (1s)",
+    )
+    faults = parser.add_argument_group("faults (the preset's, with these fields changed)")
+    faults.add_argument(
+        "--preset",
+        choices=[*sorted(PRESETS), NO_PRESET],
+        default="article",
+        help=_preset_help(),
+    )
+    faults.add_argument(
+        "--latency", type=_fault_field(parse_duration_s, "latency"), metavar="TIME",
+        help="added one way, each way: 500ms, 1.5s",
+    )  # fmt: skip
+    faults.add_argument(
+        "--jitter", type=_fault_field(parse_duration_s, "jitter"), metavar="TIME",
+        help="+- spread of the latency",
+    )  # fmt: skip
+    faults.add_argument(
+        "--bandwidth", type=_bandwidth, default=_UNSET, metavar="RATE",
+        help="cap per direction: 50kbit, 1mbit, 6250bps (bytes/s); none: no cap",
+    )  # fmt: skip
+    faults.add_argument(
+        "--loss", type=_fault_field(parse_fraction, "loss"), metavar="PERCENT",
+        help="chance a chunk waits for a retransmission: 1%%, 0.1%%",
+    )  # fmt: skip
+    faults.add_argument(
+        "--seed", type=int, metavar="N", help="the proxy's random draws repeat run after run"
+    )
+    parser.add_argument(
+        "--rate",
+        type=positive_float,
+        default=DEFAULT_RATE,
+        metavar="N",
+        help=f"requests/s on the web tier, every phase ({DEFAULT_RATE:g}; see above)",
+    )
+    parser.add_argument(
+        "--api-timeout",
+        type=positive_duration_s,
+        default=30.0,
+        metavar="TIME",
+        help="how long the web tier waits for the API (30s); slow calls must finish to be seen",
+    )
+    parser.add_argument(
+        "--query-delay-ms", type=non_negative_float, default=2.0, help="the API's query (2 ms)"
+    )
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the API tier on one core, the web tier and the proxy on another, as on "
+        "separate nodes (on, with 2+ cores)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(".scenario"),
+        metavar="DIR",
+        help="the report, and logs/ with every process's log and the spans (.scenario)",
+    )
+    where = parser.add_argument_group("addresses")
+    where.add_argument("--host", default="127.0.0.1", help="address everything listens on")
+    for flag, default, what in (
+        ("--web-port", 8800, "web tier"),
+        ("--api-port", 8801, "API tier"),
+        ("--proxy-port", 8802, "fault proxy, in front of the API tier"),
+        ("--control-port", 8474, "fault proxy's control API"),
+        ("--otlp-port", 4318, "collector's OTLP/HTTP"),
+        ("--query-port", 16686, "collector's query API and trace pages"),
+    ):
+        where.add_argument(flag, type=port, default=default, help=f"{what} ({default})")
+
+
+def _preset_help() -> str:
+    presets = "; ".join(f"{name}: {faults.describe()}" for name, faults in PRESETS.items())
+    return f"({presets}; {NO_PRESET}: only the fields given)".replace("%", "%%")
+
+
+def _fault_field(parse: Callable[[str, str], Any], field: str) -> Callable[[str], str]:
+    """An argparse type checking one fault field; the value stays text, as the API takes it."""
+
+    def check(text: str) -> str:
+        try:
+            parse(text, field)
+        except FaultSpecError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{field}: ")) from None
+        return text.strip()
+
+    check.__name__ = field
+    return check
+
+
+def _bandwidth(text: str) -> str | None:
+    if text.strip().lower() in ("none", "0"):
+        return None
+    try:
+        parse_rate_bps(text)
+    except FaultSpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("rate: ")) from None
+    return text.strip()
+
+
+def faults_from_args(args: argparse.Namespace) -> Faults:
+    """The preset's faults with the fields given on top; UsageError if they cannot be."""
+    fields: dict[str, Any] = {}
+    if args.preset != NO_PRESET:
+        fields.update(PRESETS[args.preset].to_json())
+    given = {"latency": args.latency, "jitter": args.jitter, "loss": args.loss}
+    fields.update({name: value for name, value in given.items() if value is not None})
+    if args.bandwidth is not _UNSET:
+        fields["rate"] = args.bandwidth
+    try:
+        faults = Faults.from_json(fields)
+    except FaultSpecError as exc:
+        raise UsageError(str(exc)) from None
+    if not faults.active:
+        raise UsageError("no faults to inject; give --preset article or e.g. --latency 500ms")
+    return faults
+
+
+def config_from_args(args: argparse.Namespace) -> ScenarioConfig:
+    faults = faults_from_args(args)
+    phases = (
+        Phase("baseline", args.baseline, Faults()),
+        Phase("fault", args.fault, faults),
+        Phase("recovery", args.recovery, Faults()),
+    )
+    for phase in phases:
+        if phase.duration_s <= 2 * args.settle:
+            raise UsageError(
+                f"--{phase.name} {phase.duration_s:g}s leaves nothing to measure after "
+                f"--settle {args.settle:g}s at either edge; make it longer than "
+                f"{2 * args.settle:g}s"
+            )
+    ports = Ports(
+        web=args.web_port,
+        api=args.api_port,
+        proxy=args.proxy_port,
+        control=args.control_port,
+        otlp=args.otlp_port,
+        query=args.query_port,
+    )
+    _check_distinct(ports)
+    if not math.isfinite(args.rate * args.api_timeout):
+        raise UsageError("--rate times --api-timeout is too large")
+    return ScenarioConfig(
+        host=args.host,
+        ports=ports,
+        phases=phases,
+        rate=args.rate,
+        settle_s=args.settle,
+        api_timeout_s=args.api_timeout,
+        query_delay_ms=args.query_delay_ms,
+        seed=args.seed,
+        out=args.out,
+        pin=args.pin,
+    )
+
+
+def _check_distinct(ports: Ports) -> None:
+    seen: dict[int, str] = {}
+    for flag, value in ports.flags():
+        if value in seen:
+            raise UsageError(f"{flag} {value} is also {seen[value]}; each needs its own port")
+        seen[value] = flag
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+
+    def say(message: str) -> None:
+        print(f"netgap scenario: {message}", flush=True)
+
+    try:
+        result = run_scenario(config, say)
+    except (Interrupted, KeyboardInterrupt):
+        print(
+            "netgap scenario: interrupted; faults cleared, everything stopped",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 130
+    json_path, html_path = report.write(result, config.out)
+    print()
+    print(report.table(result))
+    print()
+    print(result["diagnosis"])
+    print(f"\nreport: {html_path}\n  json: {json_path}", flush=True)
+    return 0

@@ -1,0 +1,528 @@
+"""The scenario's report: JSON for programs, one self-contained HTML page for people, a table
+for the terminal, and the diagnosis in words.
+
+Everything here reads the result dict that netgap.scenario.run builds (the JSON as written),
+so a saved report can be drawn again without running anything. The page needs nothing from
+outside: inline CSS, an inline SVG plot, no scripts, no fonts, no links.
+"""
+
+import datetime as dt
+import html
+import json
+import math
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from netgap.report import diagnosis as breakdown_diagnosis
+
+# The three parts of a request's time, as the plot and the table name them.
+PARTS = (("web", "web self"), ("remote", "remote calls"), ("api", "API self"))
+COLORS = {"web": "#4c78a8", "remote": "#e45756", "api": "#54a24b"}
+FAULT_FILL = "#fbe3d6"
+# A self time that moves less than this (or 25%) has not moved: the acceptance's 1 ms.
+APP_NOISE_NS = 1_000_000
+
+PLOT_WIDTH = 900
+PLOT_HEIGHT = 360
+MARGIN_LEFT = 72
+MARGIN_RIGHT = 16
+MARGIN_TOP = 28
+MARGIN_BOTTOM = 48
+
+JSON_NAME = "scenario.json"
+HTML_NAME = "scenario.html"
+
+
+def write(result: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    """Writes the JSON and the HTML page into `out`; their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / JSON_NAME
+    html_path = out / HTML_NAME
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    html_path.write_text(html_page(result))
+    return json_path, html_path
+
+
+# -- numbers as people read them
+
+
+def duration(ns: float | None) -> str:
+    """Milliseconds below a second, seconds above: the scale the story switches between."""
+    if ns is None:
+        return "-"
+    if abs(ns) >= 1e9:
+        return f"{ns / 1e9:.2f} s"
+    return f"{ns / 1e6:.2f} ms"
+
+
+def seconds(value: float) -> str:
+    """Like duration(), without the decimals a round 500 ms does not need."""
+    text = duration(value * 1e9)
+    return text.replace(".00 ", " ")
+
+
+def _stat(phase: dict[str, Any], part: str, stat: str) -> float | None:
+    name = phase["component_names"][part]
+    value = phase["components"].get(name, {}).get(stat)
+    return None if value is None else float(value)
+
+
+def _pair(phase: dict[str, Any], part: str) -> str:
+    return f"{duration(_stat(phase, part, 'p50'))} / {duration(_stat(phase, part, 'p99'))}"
+
+
+def _errors(load: dict[str, Any]) -> str:
+    kinds = load.get("errors_by_kind") or {}
+    if not kinds:
+        return "0"
+    return f"{load['errors']} (" + ", ".join(f"{k} {n}" for k, n in kinds.items()) + ")"
+
+
+def _window(result: dict[str, Any], phase: dict[str, Any]) -> str:
+    origin = result["start_ns"]
+    return f"{(phase['start_ns'] - origin) / 1e9:.0f}-{(phase['end_ns'] - origin) / 1e9:.0f} s"
+
+
+def _expected(phase: dict[str, Any]) -> str:
+    expectation = phase.get("expected")
+    if not expectation:
+        return "-"
+    return f"{seconds(expectation['total_s'])} ({expectation['dominant']})"
+
+
+# -- the terminal table
+
+
+def table(result: dict[str, Any]) -> str:
+    """The per-phase table, p50 / p99 per part, as printed at the end of a run."""
+    header = ["phase", "window", "sent", "ok", "errors", "traces"]
+    header += [f"{label} p50 / p99" for _, label in PARTS]
+    header += ["total p50 / p99", "expected remote"]
+    rows = [header]
+    for phase in result["phases"]:
+        load = phase["load"]
+        rows.append(
+            [
+                phase["name"],
+                _window(result, phase),
+                str(load["sent"]),
+                str(load["ok"]),
+                _errors(load),
+                str(phase["traces"]),
+                *(_pair(phase, part) for part, _ in PARTS),
+                _pair(phase, "total"),
+                _expected(phase),
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+# -- the diagnosis
+
+
+def diagnose(result: dict[str, Any]) -> str:
+    """What moved in the fault, whether it came back, and why it got that big: paragraphs
+    separated by blank lines."""
+    phases = {phase["name"]: phase for phase in result["phases"]}
+    baseline, fault = phases.get("baseline"), phases.get("fault")
+    if baseline is None or fault is None or not baseline["traces"] or not fault["traces"]:
+        return "Not enough traces to compare the fault with the baseline."
+    paragraphs = [
+        _what_moved(baseline, fault, result["faults_text"])
+        + " In the breakdown's terms: "
+        + breakdown_diagnosis(_summary(fault), _summary(baseline))
+        + "."
+    ]
+    recovery = phases.get("recovery")
+    if recovery is not None:
+        paragraphs.append(_recovery(baseline, recovery))
+    model = result.get("model")
+    if model:
+        paragraphs.append(_amplification(fault, model))
+    return "\n\n".join(paragraphs)
+
+
+def _summary(phase: dict[str, Any]) -> dict[str, Any]:
+    return {"components": phase["components"]}
+
+
+def _what_moved(baseline: dict[str, Any], fault: dict[str, Any], faults_text: str) -> str:
+    before, during = _stat(baseline, "remote", "p50"), _stat(fault, "remote", "p50")
+    flat: list[str] = []
+    moved: list[str] = []
+    for part, label in PARTS:
+        a, b = _stat(baseline, part, "p50"), _stat(fault, part, "p50")
+        if part == "remote" or a is None or b is None:
+            continue
+        change = f"{label} {duration(a)} -> {duration(b)}"
+        (moved if abs(b - a) > max(APP_NOISE_NS, 0.25 * a) else flat).append(change)
+    text = (
+        f"Under the fault ({faults_text}) the remote calls from the web tier to the API went "
+        f"from {duration(before)} to {duration(during)} at p50"
+    )
+    if not moved:
+        return text + (
+            f", while the application time stayed where it was ({'; '.join(flat)}): the time "
+            "went into the network between the two tiers, not into either tier."
+        )
+    return text + f"; the application time moved too ({'; '.join(moved)})."
+
+
+def _recovery(baseline: dict[str, Any], recovery: dict[str, Any]) -> str:
+    before, after = _stat(baseline, "remote", "p50"), _stat(recovery, "remote", "p50")
+    if before is None or after is None:
+        return "No traces after the faults were cleared."
+    back = after <= max(2 * before, before + 1e6)
+    verdict = "back to baseline" if back else "not back to baseline yet"
+    return (
+        f"After the faults were cleared the remote calls were {verdict}: {duration(after)} "
+        f"at p50 (baseline {duration(before)})."
+    )
+
+
+def _amplification(fault: dict[str, Any], model: dict[str, Any]) -> str:
+    expectation = fault.get("expected") or model["expectation"]
+    terms = {term["name"]: term for term in expectation["terms"]}
+    dominant = terms[expectation["dominant"]]
+    text = (
+        f"Why {seconds(model['link']['latency_s'])} of delay became "
+        f"{duration(_stat(fault, 'remote', 'p50'))} per request: the delay is per packet, not "
+        "per request, and each request pays it on the way out and again on the way back. The "
+        f"model ({model['injector']}) expects {seconds(expectation['total_s'])} on average, "
+        f"against {duration(_stat(fault, 'remote', 'mean'))} measured; its biggest term is "
+        f"{dominant['name']}, {seconds(dominant['seconds'])}: {dominant['formula']}."
+    )
+    growth = expectation["backlog_growth_s_per_s"]
+    fault_s = model["load"]["fault_s"]
+    minute = "" if fault_s == 60 else f" (after a minute of fault, {seconds(growth * 60)})"
+    if growth <= 0:
+        return text + (
+            " The load stays under the cap, so no backlog builds up: each request pays the "
+            "round trips and the transfer, and a few a retransmission stall."
+        )
+    return text + (
+        f" The steady load offers more bytes a second than the cap carries, so the backlog "
+        f"grew by {growth:.2f} s every second of the fault, to about "
+        f"{seconds(expectation['worst_queueing_wait_s'])} of waiting at its end{minute}: "
+        "that growth, not the per-request delay, is how a steady stream turns a 500 ms delay "
+        "into many seconds."
+    )
+
+
+# -- the plot
+
+
+def nice_step(span: float, count: int = 5) -> float:
+    """A 1, 2, 2.5 or 5 times a power of ten step giving about `count` ticks over `span`."""
+    if span <= 0:
+        return 1.0
+    raw = span / count
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    return next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+
+
+def _ticks(top: float, count: int = 5) -> list[float]:
+    step = nice_step(top, count)
+    return [i * step for i in range(int(top / step + 1e-9) + 1)]
+
+
+def svg_plot(result: dict[str, Any]) -> str:
+    """Stacked per-bucket p50s of web, remote, API over time, the fault window shaded."""
+    series = result["series"]
+    buckets = [b for b in series["buckets"] if b["traces"]]
+    bucket_ns = series["bucket_ns"]
+    origin = int(result["start_ns"])
+    span_s = max((int(result["end_ns"]) - origin) / 1e9, 1e-3)
+    stacks = [sum(b["p50"].get(part, 0) for part, _ in PARTS) for b in buckets]
+    top_ns = float(max(stacks, default=0)) or 1e6
+    unit, scale = ("s", 1e9) if top_ns >= 2e9 else ("ms", 1e6)
+    top = top_ns / scale
+    step = nice_step(top)
+    top = math.ceil(top / step) * step
+    inner_w = PLOT_WIDTH - MARGIN_LEFT - MARGIN_RIGHT
+    inner_h = PLOT_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
+
+    def x(ns: float) -> float:
+        return MARGIN_LEFT + inner_w * min(max((ns - origin) / 1e9 / span_s, 0.0), 1.0)
+
+    def y(value: float) -> float:
+        return MARGIN_TOP + inner_h * (1 - min(value / top, 1.0))
+
+    parts: list[str] = [
+        f'<svg id="plot" width="{PLOT_WIDTH}" height="{PLOT_HEIGHT}" '
+        f'viewBox="0 0 {PLOT_WIDTH} {PLOT_HEIGHT}" role="img" '
+        'aria-labelledby="plot-title">',
+        '<title id="plot-title">Web self, remote calls and API self time per request (p50 per '
+        "time bucket, stacked) over the scenario, fault window shaded</title>",
+    ]
+    parts += _fault_windows(result, x)
+    parts += _grid(top, unit, step, y)
+    for bucket in buckets:
+        left, right = x(bucket["start_ns"]), x(bucket["start_ns"] + bucket_ns)
+        base = 0.0
+        for part, label in PARTS:
+            value = bucket["p50"].get(part, 0) / scale
+            if value > 0:
+                y0, y1 = y(base), y(base + value)
+                parts.append(
+                    f'<rect class="{part}" x="{left:.1f}" y="{y1:.1f}" '
+                    f'width="{max(right - left, 0.5):.1f}" height="{max(y0 - y1, 0.0):.1f}" '
+                    f'fill="{COLORS[part]}"><title>{html.escape(label)} '
+                    f"{duration(bucket['p50'].get(part, 0))}</title></rect>"
+                )
+            base += value
+    parts += _time_axis(span_s, x, origin)
+    parts += _legend()
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def _fault_windows(result: dict[str, Any], x: Any) -> list[str]:
+    out = []
+    for phase in result["phases"]:
+        if not phase.get("faults_active"):
+            continue
+        left, right = x(phase["start_ns"]), x(phase["end_ns"])
+        out.append(
+            f'<rect class="fault-window" x="{left:.1f}" y="{MARGIN_TOP}" '
+            f'width="{right - left:.1f}" height="{PLOT_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM}" '
+            f'fill="{FAULT_FILL}"><title>fault: {html.escape(phase["faults_text"])}</title></rect>'
+        )
+        out.append(
+            f'<text x="{(left + right) / 2:.1f}" y="{MARGIN_TOP - 8}" text-anchor="middle" '
+            f'class="label">fault: {html.escape(phase["faults_text"])}</text>'
+        )
+    return out
+
+
+def _grid(top: float, unit: str, step: float, y: Any) -> list[str]:
+    out = []
+    for value in _ticks(top, max(1, round(top / step))):
+        pos = y(value)
+        out.append(
+            f'<line x1="{MARGIN_LEFT}" x2="{PLOT_WIDTH - MARGIN_RIGHT}" y1="{pos:.1f}" '
+            f'y2="{pos:.1f}" class="grid"/>'
+        )
+        out.append(
+            f'<text x="{MARGIN_LEFT - 6}" y="{pos + 4:.1f}" text-anchor="end" class="tick">'
+            f"{value:g} {unit}</text>"
+        )
+    return out
+
+
+def _time_axis(span_s: float, x: Any, origin: int) -> list[str]:
+    bottom = PLOT_HEIGHT - MARGIN_BOTTOM
+    out = [
+        f'<line x1="{MARGIN_LEFT}" x2="{PLOT_WIDTH - MARGIN_RIGHT}" y1="{bottom}" '
+        f'y2="{bottom}" class="axis"/>'
+    ]
+    for value in _ticks(span_s, 8):
+        pos = x(origin + value * 1e9)
+        out.append(
+            f'<line x1="{pos:.1f}" x2="{pos:.1f}" y1="{bottom}" y2="{bottom + 4}" class="axis"/>'
+        )
+        out.append(
+            f'<text x="{pos:.1f}" y="{bottom + 17}" text-anchor="middle" class="tick">'
+            f"{value:g} s</text>"
+        )
+    out.append(
+        f'<text x="{MARGIN_LEFT + (PLOT_WIDTH - MARGIN_LEFT - MARGIN_RIGHT) / 2:.0f}" '
+        f'y="{PLOT_HEIGHT - 6}" text-anchor="middle" class="label">time since the scenario '
+        "started (requests by their start)</text>"
+    )
+    return out
+
+
+def _legend() -> list[str]:
+    out = []
+    left = MARGIN_LEFT + 10
+    for i, (part, label) in enumerate(reversed(PARTS)):
+        top = MARGIN_TOP + 8 + 18 * i
+        out.append(
+            f'<rect x="{left}" y="{top}" width="12" height="12" fill="{COLORS[part]}"/>'
+            f'<text x="{left + 18}" y="{top + 11}" class="label">{html.escape(label)} (p50)'
+            "</text>"
+        )
+    return out
+
+
+# -- the page
+
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
+       padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.88em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.55em; text-align: right; }
+.scroll { overflow-x: auto; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+.text { text-align: left; white-space: normal; } td.text { min-width: 11em; }
+tr.fault td { background: #fdf1ea; } tr.dominant td { font-weight: bold; }
+#diagnosis { background: #f6f8fa; border-left: 4px solid #e45756; padding: 0.1em 1em; }
+svg text { font-family: system-ui, sans-serif; font-size: 12px; fill: #333; }
+svg .grid { stroke: #e3e3e3; } svg .axis { stroke: #555; }
+.note { color: #555; font-size: 0.9em; }
+"""
+
+
+def html_page(result: dict[str, Any]) -> str:
+    faults_text = html.escape(result["faults_text"])
+    started = dt.datetime.fromtimestamp(result["start_ns"] / 1e9, dt.UTC)
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en">',
+            "<head>",
+            '<meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>netgap scenario: {faults_text}</title>",
+            f"<style>{CSS}</style>",
+            "</head>",
+            "<body>",
+            f"<h1>netgap scenario: {faults_text}</h1>",
+            f'<p class="note">Run of {started:%Y-%m-%d %H:%M:%S} UTC: '
+            f"{html.escape(_phases_line(result))}; steady load of "
+            f"{result['config']['rate']:g} requests/s on the web tier, which calls the API "
+            "tier through the fault proxy.</p>",
+            "<h2>Diagnosis</h2>",
+            _diagnosis(result["diagnosis"]),
+            "<h2>Where the time went</h2>",
+            svg_plot(result),
+            '<p class="note">Each bar is one time bucket of '
+            f"{result['series']['bucket_ns'] / 1e9:g} s: the p50 of web self time, remote "
+            "time (web tier to API, the time no span explains) and API self time of the "
+            "requests that started in it, stacked (medians do not add up exactly to the "
+            "total's median). The shaded band is the fault.</p>",
+            "<h2>Per phase</h2>",
+            _phase_table(result),
+            f'<p class="note">{html.escape(_method_note(result))}</p>',
+            "<h2>Expected against measured</h2>",
+            _model_section(result),
+            "</body>",
+            "</html>",
+            "",
+        ]
+    )
+
+
+def _diagnosis(text: str) -> str:
+    paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n\n"))
+    return f'<div id="diagnosis">{paragraphs}</div>'
+
+
+def _phases_line(result: dict[str, Any]) -> str:
+    return ", then ".join(
+        f"{phase['name']} {(phase['end_ns'] - phase['start_ns']) / 1e9:.0f} s"
+        for phase in result["phases"]
+    )
+
+
+def _cells(values: Iterable[str], tag: str = "td", wrap: int | None = None) -> str:
+    """Table cells; the one at index `wrap` may break across lines (text, not a number)."""
+    wrapping = ' class="text"'
+    return "".join(
+        f"<{tag}{wrapping if i == wrap else ''}>{_keep_units(html.escape(value))}</{tag}>"
+        for i, value in enumerate(values)
+    )
+
+
+def _keep_units(text: str) -> str:
+    """Numbers stay whole and with their units; `p50 / p99` may break at the slash."""
+    text = re.sub(r"(\d)-(\d)", "\\1&#8209;\\2", text)  # 90-120 s: a non-breaking hyphen
+    return re.sub(r"(\d) (ms|s)\b", "\\1&nbsp;\\2", text)
+
+
+def _phase_table(result: dict[str, Any]) -> str:
+    header = ["phase", "window", "faults", "sent", "ok", "errors", "traces"]
+    header += [f"{label} p50 / p99" for _, label in PARTS]
+    header += ["total p50 / p99", "expected remote (mean)", "measured remote (mean)"]
+    rows = [f"<tr>{_cells(header, 'th', wrap=2)}</tr>"]
+    for phase in result["phases"]:
+        load = phase["load"]
+        cells = [
+            phase["name"],
+            _window(result, phase),
+            phase["faults_text"],
+            str(load["sent"]),
+            str(load["ok"]),
+            _errors(load),
+            str(phase["traces"]),
+            *(_pair(phase, part) for part, _ in PARTS),
+            _pair(phase, "total"),
+            _expected(phase),
+            duration(_stat(phase, "remote", "mean")),
+        ]
+        css = ' class="fault"' if phase.get("faults_active") else ""
+        name = html.escape(phase["name"])
+        rows.append(f'<tr{css} data-phase="{name}">{_cells(cells, wrap=2)}</tr>')
+    return '<div class="scroll"><table id="phases">\n' + "\n".join(rows) + "\n</table></div>"
+
+
+def _method_note(result: dict[str, Any]) -> str:
+    config = result["config"]
+    exchange = result.get("exchange") or {}
+    text = (
+        f"Each phase's statistics cover the requests that started in it, leaving out "
+        f"{config['settle_s']:g} s at either edge of the phase while the faults take hold or "
+        "drain; a request started in the fault counts there even when it ended after it. "
+        "Self and remote times come from the traces (netgap breakdown); sent, ok and errors "
+        "from the load generator, per request started in the phase (logs/webtier.log says "
+        "why each error happened). The web tier's timeout "
+        f"for the API was {config['api_timeout_s']:g} s."
+    )
+    cores = config.get("cores")
+    if cores:
+        placement = ", ".join(
+            f"{name} on core {','.join(map(str, c))}" for name, c in cores.items()
+        )
+        text += f" As on separate nodes, each tier had a core of its own ({placement})."
+    if exchange:
+        text += (
+            f" One exchange on the wire: {exchange['request_bytes']} B request and "
+            f"{exchange['response_bytes']} B response (HTTP headers included; "
+            f"{exchange['source']})."
+        )
+    return text
+
+
+def _model_section(result: dict[str, Any]) -> str:
+    model = result.get("model")
+    fault = next((p for p in result["phases"] if p.get("expected")), None)
+    if not model or fault is None:
+        return "<p>No fault phase to model.</p>"
+    expectation = fault["expected"]
+    rows = [f"<tr>{_cells(['term', 'expected', 'how'], 'th', wrap=2)}</tr>"]
+    for term in expectation["terms"]:
+        css = ' class="dominant"' if term["name"] == expectation["dominant"] else ""
+        rows.append(
+            f"<tr{css}><td>{html.escape(term['name'])}</td>"
+            f"<td>{html.escape(seconds(term['seconds']))}</td>"
+            f'<td class="text">{html.escape(term["formula"])}</td></tr>'
+        )
+    rows.append(
+        f"<tr><th>expected remote (mean)</th><th>{html.escape(seconds(expectation['total_s']))}"
+        f'</th><th class="text">dominant term: {html.escape(expectation["dominant"])}</th></tr>'
+    )
+    measured = [
+        ("measured remote, mean", _stat(fault, "remote", "mean")),
+        ("measured remote, p50", _stat(fault, "remote", "p50")),
+        ("measured remote, p99", _stat(fault, "remote", "p99")),
+    ]
+    for label, value in measured:
+        rows.append(f"<tr><td>{label}</td><td>{html.escape(duration(value))}</td><td></td></tr>")
+    load = model["load"]
+    intro = (
+        f"The model ({html.escape(model['injector'])}) for the fault phase: "
+        f"{load['requests_per_s']:g} requests/s for {load['fault_s']:g} s, "
+        f"{load['new_connection_share']:.0%} of calls on a new connection. Terms are means; "
+        "see netgap/scenario/model.py for what each one counts and leaves out."
+    )
+    return f"<p>{intro}</p>\n" + '<table id="model">\n' + "\n".join(rows) + "\n</table>"

@@ -1,0 +1,636 @@
+"""The incident on one machine: start the lab, run the phases, read the traces back.
+
+  collector  <- spans from both tiers
+  load -> web tier -> fault proxy -> API tier
+
+The load runs open loop through every phase, one generator per phase so that each request is
+counted in the phase it started in (a request issued during the fault that ends after it is a
+fault request). Faults are set and cleared through the proxy's control API at the phase edges,
+and cleared again on the way out whatever happened. When the load has drained, the tiers are
+stopped first (a graceful stop flushes their last spans), then the traces are read back from
+the collector, phase by phase, and the collector is stopped.
+"""
+
+import asyncio
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+
+from netgap.breakdown import edge_name
+from netgap.commands.breakdown import build_report
+from netgap.errors import NetgapError
+from netgap.fault.control import FAULTS_PATH
+from netgap.fault.spec import Faults
+from netgap.loadgen import LoadConfig, LoadGenerator, LoadResult
+from netgap.scenario import model
+from netgap.scenario.report import diagnose, nice_step
+from netgap.supervisor import Child, check_port_free
+from netgap.trace_source import JaegerQuery
+
+WEB_SERVICE = "webtier"
+API_SERVICE = "apitier"
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+CONTROL_TIMEOUT_S = 5.0
+WARM_UP_REQUESTS = 5
+# The load waits this much longer than the web tier waits for the API, so that a slow
+# request ends as the web tier's answer (a 504 at worst), never as the load's own timeout.
+LOAD_TIMEOUT_MARGIN_S = 10.0
+MIN_BUCKET_S = 0.5
+BUCKETS = 60  # about this many bars in the plot
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Ports:
+    web: int
+    api: int
+    proxy: int
+    control: int
+    otlp: int
+    query: int
+
+    def flags(self) -> list[tuple[str, int]]:
+        """Each port with the flag that sets it, in start order."""
+        return [
+            ("--otlp-port", self.otlp),
+            ("--query-port", self.query),
+            ("--api-port", self.api),
+            ("--proxy-port", self.proxy),
+            ("--control-port", self.control),
+            ("--web-port", self.web),
+        ]
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    duration_s: float
+    faults: Faults  # in force from the phase's start to its end
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    host: str
+    ports: Ports
+    phases: tuple[Phase, ...]
+    rate: float  # requests a second on the web tier, all phases
+    settle_s: float  # left out at either edge of each phase
+    api_timeout_s: float  # the web tier's API_TIMEOUT_S
+    query_delay_ms: float  # the API tier's simulated query
+    seed: int | None  # the proxy's random draws
+    out: Path
+    pin: bool = True  # the API tier on a core, the web tier and the proxy on another
+
+    @property
+    def logs(self) -> Path:
+        return self.out / "logs"
+
+    def url(self, port: int, path: str = "/") -> str:
+        return f"http://{self.host}:{port}{path}"
+
+
+@dataclass(frozen=True)
+class PhaseRun:
+    phase: Phase
+    start_ns: int
+    end_ns: int
+    load: LoadResult
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM while the scenario ran; everything has been stopped."""
+
+
+# -- the whole run
+
+
+def run_scenario(config: ScenarioConfig, say: Say) -> dict[str, Any]:
+    """Runs every phase and returns the report's data (the JSON written)."""
+    for flag, port in config.ports.flags():
+        check_port_free(config.host, port, flag)
+    config.logs.mkdir(parents=True, exist_ok=True)
+    children = _children(config)
+    collector, api, proxy, web = children
+    control_url = config.url(config.ports.control, FAULTS_PATH)
+    with _sigterm_interrupts():
+        try:
+            for child in (collector, api):
+                _start(child)
+            exchange = measure_exchange(config)
+            for child in (proxy, web):
+                _start(child)
+            cores = _pin_tiers(api, [proxy, web]) if config.pin else None
+            say(f"collector, API tier, fault proxy and web tier are up (logs in {config.logs}/)")
+            _warm_up(config.url(config.ports.web))
+            say(
+                f"one exchange on the wire: {exchange.request_bytes} B request, "
+                f"{exchange.response_bytes} B response"
+            )
+            _say_prediction(config, exchange, say)
+            runs = _run_phases(config, control_url, say)
+            _clear_faults(control_url)
+            for child in (web, proxy, api):  # their graceful stop sends their last spans
+                _stop(child)
+            say("reading the traces back ...")
+            return _result(config, runs, exchange, cores)
+        finally:
+            if not proxy.exited():
+                _clear_faults(control_url)
+            codes = {child.name: _stop(child) for child in reversed(children)}
+            failed = {name: code for name, code in codes.items() if code not in (0, None)}
+            if failed:
+                say(f"warning: exit codes {failed} (see {config.logs}/)")
+
+
+def _children(config: ScenarioConfig) -> list[Child]:
+    ports, host, logs = config.ports, config.host, config.logs
+    tier_env = {
+        "HOST": host,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{host}:{ports.otlp}",
+        "OTEL_BSP_SCHEDULE_DELAY": "500",
+    }
+    query_url = config.url(ports.query, "")
+    collector = Child(
+        "collector",
+        [
+            "netgap",
+            "collect",
+            "--otlp-http",
+            f"{host}:{ports.otlp}",
+            "--otlp-grpc",
+            "off",
+            "--query",
+            f"{host}:{ports.query}",
+            "--db",
+            str(logs / "traces.db"),
+        ],
+        {},
+        f"{query_url}/api/v3/services",
+        logs / "collector.out",
+        logs / "collector.log",
+    )
+    api = Child(
+        "API tier",
+        ["apitier"],
+        {**tier_env, "PORT": str(ports.api), "QUERY_DELAY_MS": str(config.query_delay_ms)},
+        config.url(ports.api, "/healthz"),
+        logs / "apitier.out",
+        logs / "apitier.log",
+    )
+    seed = ["--seed", str(config.seed)] if config.seed is not None else []
+    proxy = Child(
+        "fault proxy",
+        [
+            "netgap",
+            "fault",
+            "proxy",
+            "--listen",
+            f"{host}:{ports.proxy}",
+            "--upstream",
+            f"{host}:{ports.api}",
+            "--control",
+            f"{host}:{ports.control}",
+            *seed,
+        ],
+        {},
+        config.url(ports.control, FAULTS_PATH),
+        logs / "proxy.out",
+        logs / "proxy.log",
+    )
+    web = Child(
+        "web tier",
+        ["webtier"],
+        {
+            **tier_env,
+            "PORT": str(ports.web),
+            "API_URL": config.url(ports.proxy),
+            "API_TIMEOUT_S": f"{config.api_timeout_s:g}",
+            "JAEGER_UI_URL": query_url,
+        },
+        config.url(ports.web, "/healthz"),
+        logs / "webtier.out",
+        logs / "webtier.log",
+    )
+    return [collector, api, proxy, web]
+
+
+def _start(child: Child) -> None:
+    child.start()
+    child.wait_healthy(START_TIMEOUT_S)
+
+
+def _stop(child: Child) -> int | None:
+    return child.stop(STOP_TIMEOUT_S)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops the run as Ctrl-C does: through the `finally`s that clear the faults
+    and stop the children."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _pin_tiers(api: Child, client_side: list[Child]) -> dict[str, list[int]] | None:
+    """In the story the tiers run on separate nodes. On one machine the scheduler moves the
+    process it wakes to the waker's core: the API's answer wakes the proxy, which wakes the
+    web tier, on the API's core, and the API's span (ended after the answer is out) then waits
+    for the web tier's work: spells of API self time +1.5 ms and remote time near 0, for
+    seconds at a time, which the fault (holding every answer) cannot have. A core for the API
+    tier and another for the web tier and the proxy keep them apart. The cores, or None when
+    there is only one (or no affinity control)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None
+    placement = {api.name: [cores[-1]], **{child.name: [cores[0]] for child in client_side}}
+    for child in (api, *client_side):
+        _set_affinity(child, set(placement[child.name]))
+    return placement
+
+
+def _set_affinity(child: Child, cores: set[int]) -> None:
+    """Every thread of the child, those started already included."""
+    assert child.proc is not None
+    with suppress(OSError):  # a thread that ended meanwhile
+        for tid in os.listdir(f"/proc/{child.proc.pid}/task"):
+            with suppress(OSError):
+                os.sched_setaffinity(int(tid), cores)
+
+
+def _warm_up(web_url: str) -> None:
+    """A few requests through the whole path before the baseline: every process has served
+    one and the web tier holds a connection to the proxy."""
+    with httpx.Client(timeout=10, trust_env=False) as client:
+        for _ in range(WARM_UP_REQUESTS):
+            response = client.get(web_url)
+            if response.status_code != 200:
+                raise NetgapError(
+                    f"the web tier answered {response.status_code} before any fault",
+                    hint="see the logs of the web tier and the proxy",
+                )
+
+
+# -- one exchange, measured
+
+
+def measure_exchange(config: ScenarioConfig) -> model.Exchange:
+    """The bytes of one exchange as the web tier makes it: its request rebuilt from httpx's
+    default headers and a traceparent (what tierkit's HTTP/1.1 client sends), and the API
+    tier's real answer to it, read off the socket."""
+    request = web_tier_request(config.url(config.ports.proxy))
+    address = (config.host, config.ports.api)
+    try:
+        with socket.create_connection(address, timeout=CONTROL_TIMEOUT_S) as sock:
+            sock.sendall(request)
+            response = read_http_response(sock)
+    except OSError as exc:
+        raise NetgapError(
+            f"one exchange with the API tier at {config.host}:{config.ports.api} failed "
+            f"({exc.strerror or type(exc).__name__})",
+            hint=f"see {config.logs / 'apitier.log'}",
+        ) from None
+    return model.Exchange(request_bytes=len(request), response_bytes=len(response))
+
+
+def web_tier_request(url: str) -> bytes:
+    # Not sampled (flags 00): the API answers the same bytes, and no stray trace is stored.
+    traceparent = f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-00"
+    with httpx.Client(trust_env=False) as client:
+        request = client.build_request("GET", url, headers={"traceparent": traceparent})
+    lines = [f"GET {request.url.raw_path.decode('ascii')} HTTP/1.1".encode()]
+    lines += [name + b": " + value for name, value in request.headers.raw]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def read_http_response(sock: socket.socket) -> bytes:
+    """One HTTP/1.1 response with a Content-Length, whole."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise NetgapError("the API tier closed the connection before answering")
+        data += chunk
+    head, _, _ = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    total = len(head) + 4 + length
+    while len(data) < total:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data[:total]
+
+
+# -- the phases
+
+
+def _run_phases(config: ScenarioConfig, control_url: str, say: Say) -> list[PhaseRun]:
+    # The event loop takes SIGTERM over while it runs and leaves it at the default after.
+    sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        runs = _run_async(_drive(config, control_url, say))
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+    if runs is None:
+        raise Interrupted
+    return runs
+
+
+def _run_async(main: Coroutine[Any, Any, list[PhaseRun] | None]) -> list[PhaseRun] | None:
+    try:
+        import uvloop
+    except ImportError:  # not built for this platform
+        return asyncio.run(main)
+    # Less CPU per request than asyncio's own loop: the load is not what the machine waits on.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+async def _drive(config: ScenarioConfig, control_url: str, say: Say) -> list[PhaseRun] | None:
+    """Each phase's faults, then its load, on schedule; None if a signal stopped it."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    interrupted = False
+
+    def on_signal() -> None:
+        nonlocal interrupted
+        interrupted = True
+        main.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal)
+    generators: list[LoadGenerator] = []
+    tasks: list[asyncio.Task[LoadResult]] = []
+    try:
+        async with httpx.AsyncClient(timeout=CONTROL_TIMEOUT_S, trust_env=False) as control:
+            starts: list[int] = []
+            due = loop.time()
+            for phase in config.phases:
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                await _apply_faults(control, control_url, phase.faults)
+                starts.append(time.time_ns())
+                say(f"{phase.name}: {phase.duration_s:g} s, {phase.faults.describe()}")
+                generator = LoadGenerator(_load_config(config, phase.duration_s))
+                generators.append(generator)
+                tasks.append(asyncio.create_task(generator.run()))
+                due += phase.duration_s
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            starts.append(time.time_ns())
+            await _apply_faults(control, control_url, Faults())
+        say("waiting for the requests still in flight ...")
+        results = await asyncio.gather(*tasks)
+    except asyncio.CancelledError:
+        for generator in generators:
+            generator.stop()
+            generator.stop()  # the second stop abandons what is in flight
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if interrupted:
+            return None
+        raise
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    return [
+        PhaseRun(phase, starts[i], starts[i + 1], result)
+        for i, (phase, result) in enumerate(zip(config.phases, results, strict=True))
+    ]
+
+
+def _load_config(config: ScenarioConfig, duration_s: float) -> LoadConfig:
+    timeout_s = config.api_timeout_s + LOAD_TIMEOUT_MARGIN_S
+    return LoadConfig(
+        url=config.url(config.ports.web),
+        rate=config.rate,
+        duration_s=duration_s,
+        timeout_s=timeout_s,
+        # Never drop: every request due over a whole timeout may still be outstanding.
+        max_inflight=max(256, int(config.rate * timeout_s) + 1),
+    )
+
+
+async def _apply_faults(control: httpx.AsyncClient, url: str, faults: Faults) -> None:
+    if faults.active:
+        response = await control.put(url, json=faults.to_json())
+    else:
+        response = await control.delete(url)
+    if response.status_code != 200:
+        raise NetgapError(f"the fault proxy refused {faults.describe()}: {response.text[:200]}")
+    now = Faults.from_json(response.json())
+    if now != faults:
+        raise NetgapError(f"the fault proxy has {now.describe()}, not {faults.describe()}")
+
+
+def _clear_faults(url: str) -> None:
+    """Best effort, on the way out: the proxy may be gone already."""
+    with suppress(httpx.HTTPError):
+        httpx.delete(url, timeout=CONTROL_TIMEOUT_S, trust_env=False)
+
+
+# -- the model
+
+
+def _fault_phase(config: ScenarioConfig) -> Phase | None:
+    return next((phase for phase in config.phases if phase.faults.active), None)
+
+
+def link_of(faults: Faults) -> model.Link:
+    return model.Link(latency_s=faults.latency_s, rate_bps=faults.rate_bps, loss=faults.loss)
+
+
+def load_of(config: ScenarioConfig, phase: Phase, new_share: float) -> model.Load:
+    return model.Load(
+        requests_per_s=config.rate, fault_s=phase.duration_s, new_connection_share=new_share
+    )
+
+
+def _say_prediction(config: ScenarioConfig, exchange: model.Exchange, say: Say) -> None:
+    phase = _fault_phase(config)
+    if phase is None:
+        return
+    expectation = model.expect(link_of(phase.faults), exchange, load_of(config, phase, 0.0))
+    say(
+        f"model: remote calls should take {expectation.total_s:.2f} s on average during the "
+        f"fault, mostly {expectation.dominant.name} ({expectation.dominant.seconds:.2f} s)"
+    )
+
+
+# -- reading it back
+
+
+def component_names() -> dict[str, str]:
+    return {
+        "web": f"{WEB_SERVICE} self",
+        "remote": f"{edge_name(WEB_SERVICE, API_SERVICE)} remote",
+        "api": f"{API_SERVICE} self",
+        "total": "total",
+    }
+
+
+def bucket_ns(span_ns: int) -> int:
+    return round(max(MIN_BUCKET_S, nice_step(span_ns / 1e9, BUCKETS)) * 1e9)
+
+
+def _result(
+    config: ScenarioConfig,
+    runs: list[PhaseRun],
+    exchange: model.Exchange,
+    cores: dict[str, list[int]] | None,
+) -> dict[str, Any]:
+    start_ns, end_ns = runs[0].start_ns, runs[-1].end_ns
+    settle_ns = round(config.settle_s * 1e9)
+    names = component_names()
+    edge = edge_name(WEB_SERVICE, API_SERVICE)
+    query_url = config.url(config.ports.query, "")
+    phases = []
+    with JaegerQuery(query_url) as source:
+        for run in runs:
+            lo, hi = run.start_ns + settle_ns, run.end_ns - settle_ns
+            summary = build_report(source, WEB_SERVICE, lo, hi)["summary"]
+            phases.append(_phase_result(config, run, lo, hi, summary, exchange, edge))
+        bucket = bucket_ns(end_ns - start_ns)
+        whole = build_report(source, WEB_SERVICE, start_ns, end_ns, bucket)["summary"]
+    for phase in phases:
+        phase["component_names"] = names
+    result: dict[str, Any] = {
+        "netgap_scenario": 1,
+        "start_ns": start_ns,
+        "end_ns": end_ns,
+        "config": {
+            "host": config.host,
+            "rate": config.rate,
+            "settle_s": config.settle_s,
+            "api_timeout_s": config.api_timeout_s,
+            "query_delay_ms": config.query_delay_ms,
+            "seed": config.seed,
+            "cores": cores,
+            "phases": {phase.name: phase.duration_s for phase in config.phases},
+        },
+        "faults": _fault_json(config),
+        "faults_text": _faults_text(config),
+        "component_names": names,
+        "exchange": {
+            "request_bytes": exchange.request_bytes,
+            "response_bytes": exchange.response_bytes,
+            "source": "one exchange with the API tier, the request as the web tier sends it",
+        },
+        "phases": phases,
+        "series": _series(whole, bucket, names),
+        "model": _model_json(config, phases, exchange),
+    }
+    result["diagnosis"] = diagnose(result)
+    return result
+
+
+def _phase_result(
+    config: ScenarioConfig,
+    run: PhaseRun,
+    lo: int,
+    hi: int,
+    summary: dict[str, Any],
+    exchange: model.Exchange,
+    edge: str,
+) -> dict[str, Any]:
+    edges = summary["edges"].get(edge, {})
+    new, reused = edges.get("new_connections", 0), edges.get("reused_connections", 0)
+    share = new / (new + reused) if new + reused else 0.0
+    phase: dict[str, Any] = {
+        "name": run.phase.name,
+        "start_ns": run.start_ns,
+        "end_ns": run.end_ns,
+        "measured_start_ns": lo,
+        "measured_end_ns": hi,
+        "faults": run.phase.faults.to_json(),
+        "faults_active": run.phase.faults.active,
+        "faults_text": run.phase.faults.describe(),
+        "load": run.load.to_dict(),
+        "traces": summary["traces"],
+        "components": summary["components"],
+        "edges": summary["edges"],
+        "data_quality": summary["data_quality"],
+        "new_connection_share": share,
+        "expected": None,
+    }
+    if run.phase.faults.active:
+        load = load_of(config, run.phase, share)
+        phase["expected"] = model.expect(link_of(run.phase.faults), exchange, load).to_json()
+    return phase
+
+
+def _series(summary: dict[str, Any], bucket: int, names: dict[str, str]) -> dict[str, Any]:
+    parts = {part: name for part, name in names.items() if part != "total"}
+    return {
+        "bucket_ns": bucket,
+        "buckets": [
+            {
+                "start_ns": b["start_ns"],
+                "traces": b["traces"],
+                "p50": {
+                    part: b["components"].get(name, {}).get("p50", 0)
+                    for part, name in parts.items()
+                },
+            }
+            for b in summary["buckets"]
+        ],
+    }
+
+
+def _fault_json(config: ScenarioConfig) -> dict[str, Any] | None:
+    phase = _fault_phase(config)
+    return None if phase is None else phase.faults.to_json()
+
+
+def _faults_text(config: ScenarioConfig) -> str:
+    phase = _fault_phase(config)
+    return "no faults" if phase is None else phase.faults.describe()
+
+
+def _model_json(
+    config: ScenarioConfig, phases: list[dict[str, Any]], exchange: model.Exchange
+) -> dict[str, Any] | None:
+    phase = _fault_phase(config)
+    measured = next((p for p in phases if p["faults_active"]), None)
+    if phase is None or measured is None:
+        return None
+    link = link_of(phase.faults)
+    load = load_of(config, phase, measured["new_connection_share"])
+    injector = model.PROXY
+    return {
+        "injector": injector.name,
+        "link": {"latency_s": link.latency_s, "rate_bps": link.rate_bps, "loss": link.loss},
+        "load": {
+            "requests_per_s": load.requests_per_s,
+            "fault_s": load.fault_s,
+            "new_connection_share": load.new_connection_share,
+            "shared_cap": load.shared_cap,
+        },
+        "exchange": {
+            "request_bytes": exchange.request_bytes,
+            "response_bytes": exchange.response_bytes,
+        },
+        "expectation": model.expect(link, exchange, load, injector).to_json(),
+    }

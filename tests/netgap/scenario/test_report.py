@@ -1,0 +1,275 @@
+"""The scenario's report drawn from a fixed result (no processes): the page, the plot, the
+table, the words."""
+
+import html
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netgap.scenario import model, report
+
+MS = 1_000_000
+S = 1_000_000_000
+START = 1_764_000_000 * S
+NAMES = {
+    "web": "webtier self",
+    "remote": "webtier->apitier remote",
+    "api": "apitier self",
+    "total": "total",
+}
+ARTICLE_TEXT = "latency 500ms, rate 50kbit, loss 1% (both)"
+VOID = {"meta", "br", "img", "input", "link", "hr"}
+
+
+def components(web: float, remote: float, api: float, p99: float = 2.0) -> dict[str, Any]:
+    def stats(p50: float) -> dict[str, float]:
+        return {"p50": p50, "p90": p50 * 1.5, "p99": p50 * p99, "max": p50 * 3, "mean": p50}
+
+    return {
+        "total": stats(web + remote + api),
+        NAMES["web"]: stats(web),
+        NAMES["remote"]: stats(remote),
+        NAMES["api"]: stats(api),
+    }
+
+
+def phase(
+    name: str, start_s: int, end_s: int, parts: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    faulted = name == "fault"
+    return {
+        "name": name,
+        "start_ns": START + start_s * S,
+        "end_ns": START + end_s * S,
+        "faults_active": faulted,
+        "faults_text": ARTICLE_TEXT if faulted else "no faults",
+        "load": {
+            "sent": 30 * (end_s - start_s),
+            "ok": 30 * (end_s - start_s) - (3 if faulted else 0),
+            "errors": 3 if faulted else 0,
+            "errors_by_kind": {"5xx": 3} if faulted else {},
+        },
+        "traces": 30 * (end_s - start_s - 2),
+        "components": parts,
+        "component_names": NAMES,
+        "new_connection_share": 0.1 if faulted else 0.0,
+        "expected": None,
+        **extra,
+    }
+
+
+def sample() -> dict[str, Any]:
+    """A run like the article preset's: 30 s baseline, 60 s fault, 30 s recovery."""
+    exchange = model.Exchange(request_bytes=213, response_bytes=244)
+    link = model.Link(latency_s=0.5, rate_bps=50_000, loss=0.01)
+    load = model.Load(requests_per_s=30, fault_s=60, new_connection_share=0.1)
+    expectation = model.expect(link, exchange, load).to_json()
+    phases = [
+        phase("baseline", 0, 30, components(2.2 * MS, 1.3 * MS, 3.1 * MS)),
+        phase("fault", 30, 90, components(2.3 * MS, 6.1 * S, 3.0 * MS), expected=expectation),
+        phase("recovery", 90, 120, components(2.1 * MS, 1.4 * MS, 3.2 * MS)),
+    ]
+    buckets = []
+    for i in range(60):
+        t = i * 2
+        remote = (1.0 + 0.17 * (t - 30)) * S if 30 <= t < 90 else 1.3 * MS
+        buckets.append(
+            {
+                "start_ns": START + t * S,
+                "traces": 60,
+                "p50": {"web": 2.2 * MS, "remote": remote, "api": 3.1 * MS},
+            }
+        )
+    result: dict[str, Any] = {
+        "netgap_scenario": 1,
+        "start_ns": START,
+        "end_ns": START + 120 * S,
+        "config": {"rate": 30.0, "settle_s": 1.0, "api_timeout_s": 30.0},
+        "faults_text": ARTICLE_TEXT,
+        "component_names": NAMES,
+        "exchange": {"request_bytes": 213, "response_bytes": 244, "source": "one exchange"},
+        "phases": phases,
+        "series": {"bucket_ns": 2 * S, "buckets": buckets},
+        "model": {
+            "injector": model.PROXY.name,
+            "link": {"latency_s": 0.5, "rate_bps": 50_000, "loss": 0.01},
+            "load": {"requests_per_s": 30, "fault_s": 60, "new_connection_share": 0.1},
+            "expectation": expectation,
+        },
+    }
+    result["diagnosis"] = report.diagnose(result)
+    return result
+
+
+class Checker(HTMLParser):
+    """Collects tags and attributes, and checks that every element opened is closed in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+            return
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def find(self, tag: str, **attrs: str) -> list[dict[str, str | None]]:
+        return [
+            found
+            for name, found in self.tags
+            if name == tag and all(found.get(k) == v for k, v in attrs.items())
+        ]
+
+
+@pytest.fixture(scope="module")
+def page() -> str:
+    return report.html_page(sample())
+
+
+@pytest.fixture(scope="module")
+def parsed(page: str) -> Checker:
+    checker = Checker()
+    checker.feed(page)
+    checker.close()
+    return checker
+
+
+def test_page_parses_as_html_with_every_element_closed(page: str, parsed: Checker) -> None:
+    assert page.startswith('<!DOCTYPE html>\n<html lang="en">')
+    assert parsed.errors == []
+    assert parsed.stack == []
+    assert parsed.find("meta", charset="utf-8")
+    assert len(parsed.find("title")) >= 1
+
+
+def test_page_needs_nothing_from_outside(page: str, parsed: Checker) -> None:
+    assert re.search(r"https?://|//[a-z]", page, re.IGNORECASE) is None
+    assert not parsed.find("script")
+    assert not parsed.find("link")
+    assert not parsed.find("img")
+    assert "@import" not in page
+    assert "url(" not in page
+    for _, attrs in parsed.tags:
+        assert not {"src", "href", "xlink:href"} & set(attrs), attrs
+
+
+def test_the_plot_is_an_inline_svg_with_the_fault_window_shaded(parsed: Checker) -> None:
+    svgs = parsed.find("svg", id="plot")
+    assert len(svgs) == 1
+    assert svgs[0]["width"] == str(report.PLOT_WIDTH)
+    windows = parsed.find("rect", **{"class": "fault-window"})
+    assert len(windows) == 1
+    inner = report.PLOT_WIDTH - report.MARGIN_LEFT - report.MARGIN_RIGHT
+    # 30 s to 90 s of a 120 s run
+    assert float(windows[0]["x"] or 0) == pytest.approx(report.MARGIN_LEFT + inner / 4, abs=0.1)
+    assert float(windows[0]["width"] or 0) == pytest.approx(inner / 2, abs=0.1)
+    assert windows[0]["fill"] == report.FAULT_FILL
+
+
+def test_the_plot_stacks_web_remote_and_api_per_bucket(parsed: Checker) -> None:
+    for part in ("web", "remote", "api"):
+        bars = parsed.find("rect", **{"class": part})
+        assert len(bars) == 60, part
+    # the tallest stack is the last bucket of the fault (t = 88 s): web 2.2 ms, remote 10.86 s,
+    # on a y axis in seconds up to a round 12.5
+    tallest = min(float(bar["y"] or 0) for bar in parsed.find("rect", **{"class": "remote"}))
+    inner = report.PLOT_HEIGHT - report.MARGIN_TOP - report.MARGIN_BOTTOM
+    assert tallest == pytest.approx(report.MARGIN_TOP + inner * (1 - 10.8622 / 12.5), abs=0.1)
+    labels = " ".join(parsed.text)
+    assert "12.5 s" in labels
+    assert "120 s" in labels  # the time axis to the end of the run
+
+
+def test_the_table_has_a_row_per_phase_with_p50_and_p99(parsed: Checker, page: str) -> None:
+    assert len(parsed.find("table", id="phases")) == 1
+    rows = [attrs["data-phase"] for attrs in parsed.find("tr") if "data-phase" in attrs]
+    assert rows == ["baseline", "fault", "recovery"]
+    fault_row = re.search(r'<tr class="fault" data-phase="fault">(.*?)</tr>', page)
+    assert fault_row is not None
+    cells = [
+        # as read: numbers are kept whole with non-breaking spaces and hyphens
+        html.unescape(cell).replace("\u00a0", " ").replace("\u2011", "-")
+        for cell in re.findall(r"<td[^>]*>(.*?)</td>", fault_row.group(1))
+    ]
+    assert "30&#8209;90&nbsp;s" in fault_row.group(1)
+    assert cells[:7] == ["fault", "30-90 s", ARTICLE_TEXT, "1800", "1797", "3 (5xx 3)", "1740"]
+    assert cells[7] == "2.30 ms / 4.60 ms"  # web self p50 / p99
+    assert cells[8] == "6.10 s / 12.20 s"  # remote
+    assert cells[9] == "3.00 ms / 6.00 ms"  # API self
+    assert cells[11].endswith("(queueing)")
+
+
+def test_expected_against_measured_names_the_dominant_term(parsed: Checker, page: str) -> None:
+    assert len(parsed.find("table", id="model")) == 1
+    dominant = re.search(r'<tr class="dominant"><td>(\w+)</td>', page)
+    assert dominant is not None
+    assert dominant.group(1) == "queueing"
+    assert "measured remote, p50</td><td>6.10 s" in page
+
+
+def test_the_diagnosis_says_what_moved_why_and_that_it_came_back() -> None:
+    text = sample()["diagnosis"]
+    assert "went from 1.30 ms to 6.10 s at p50" in text
+    assert "application time stayed where it was" in text
+    assert "back to baseline: 1.40 ms" in text
+    assert "biggest term is queueing" in text
+    assert "grew by 0.17 s every second" in text
+    assert len(text.split("\n\n")) == 3
+
+
+def test_the_diagnosis_says_when_the_application_time_moved_too() -> None:
+    result = sample()
+    result["phases"][1]["components"] = components(9 * MS, 6.1 * S, 3.0 * MS)
+    text = report.diagnose(result)
+    assert "the application time moved too (web self 2.20 ms -> 9.00 ms)" in text
+
+
+def test_text_from_the_run_is_escaped() -> None:
+    result = sample()
+    result["faults_text"] = "<script>alert(1)</script>"
+    page = report.html_page(result)
+    assert "<script>" not in page
+    assert "&lt;script&gt;" in page
+
+
+def test_terminal_table_lines_up_p50_and_p99_per_phase() -> None:
+    lines = report.table(sample()).splitlines()
+    assert lines[0].split()[:6] == ["phase", "window", "sent", "ok", "errors", "traces"]
+    assert [line.split()[0] for line in lines[1:]] == ["baseline", "fault", "recovery"]
+    column = lines[0].index("remote calls p50 / p99")
+    assert lines[1][column:].startswith("1.30 ms / 2.60 ms ")
+    assert lines[2][column:].startswith("6.10 s / 12.20 s ")
+
+
+def test_write_puts_json_and_html_side_by_side(tmp_path: Path) -> None:
+    result = sample()
+    json_path, html_path = report.write(result, tmp_path / "out")
+    assert json.loads(json_path.read_text()) == result
+    assert html_path.read_text() == report.html_page(result)
+
+
+@pytest.mark.parametrize(
+    ("span", "count", "step"),
+    [(120, 60, 2), (24, 60, 0.5), (11.2, 5, 2.5), (1.0, 5, 0.2), (30, 5, 10), (0.0, 5, 1.0)],
+)
+def test_nice_steps(span: float, count: int, step: float) -> None:
+    assert report.nice_step(span, count) == pytest.approx(step)
