@@ -6,8 +6,9 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck lock clean
 
+# The incident in about a minute: healthy, 20 s of the story's fault, recovery; report in .scenario/
 demo: $(STAMP)
-	$(BIN)/netgap demo
+	$(BIN)/netgap scenario --baseline 15s --fault 25s --recovery 15s
 
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest
@@ -34,4 +35,4 @@ lock: $(STAMP)
 		--no-emit-find-links --extra dev -c requirements.lock -o requirements-dev.lock pyproject.toml
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo .scenario .pytest_cache .mypy_cache .ruff_cache
