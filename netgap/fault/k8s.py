@@ -34,8 +34,10 @@ from netgap.fault.tc import (
     tc_time,
 )
 
-IMAGE = "netgap:latest"
+IMAGE = "netgap/netgap:0.1.0"  # Dockerfile.netgap; k8s/ and docs/cluster.md use the same tag
 NAMESPACE = "netgap"
+# Privileged Pods go here, apart from the app (k8s/overlays/fault creates it).
+FAULT_NAMESPACE = "netgap-fault"
 POD_DEVICE = "eth0"
 APP = "netgap-fault"
 CONTAINER = "netgap-fault"
@@ -123,7 +125,7 @@ def object_name(prefix: str, *parts: str) -> str:
 
 
 def node_pod(
-    agent: Agent, *, node: str, namespace: str = NAMESPACE, image: str = IMAGE
+    agent: Agent, *, node: str, namespace: str = FAULT_NAMESPACE, image: str = IMAGE
 ) -> dict[str, Any]:
     """The Pod that runs `agent` on `node`, in the node's network namespace."""
     deadline = CLEAR_DEADLINE_S if agent.clear else math.ceil(agent.ttl_s) + DEADLINE_MARGIN_S

@@ -13,7 +13,9 @@ cap on the egress of the CNI's interface (tunl0, vxlan.calico, flannel.1 or cni0
 the default route's; or --device), only towards --target networks (and --target-port) if given,
 keeps them for --ttl, then removes exactly what it added. Deleting the Pod (SIGTERM) removes
 them at once. --pod/--selector render an ephemeral container doing the same inside those pods'
-network namespace (eth0). --format chaos-mesh renders the equivalent Chaos Mesh NetworkChaos;
+network namespace (eth0); that needs NET_ADMIN in the app's namespace, which k8s/'s
+Pod Security 'restricted' label refuses: relabel it for the experiment (docs/cluster.md).
+--format chaos-mesh renders the equivalent Chaos Mesh NetworkChaos;
 --format commands prints the tc/iptables commands that apply and revert, for reading or running
 by hand. --apply runs kubectl (replacing a fault Pod of the same name: one fault per node).
 
@@ -98,9 +100,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scope.add_argument(
         "--namespace",
         type=_label,
-        default=k8s.NAMESPACE,
-        help="of the agent Pod (--node), of the pods (--pod, --selector) and of the "
-        f"NetworkChaos ({k8s.NAMESPACE})",
+        help=f"of the agent Pod with --node ({k8s.FAULT_NAMESPACE}: the app's own namespace "
+        "enforces Pod Security 'restricted', which refuses it), of the pods with --pod or "
+        f"--selector, and of the NetworkChaos ({k8s.NAMESPACE})",
     )
     parser.add_argument(
         "--ttl",
@@ -134,6 +136,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.namespace is None:
+        node_pod = args.node is not None and args.format != "chaos-mesh"
+        args.namespace = k8s.FAULT_NAMESPACE if node_pod else k8s.NAMESPACE
     if args.node_agent:
         return _run_agent(args)
     if args.format == "commands":

@@ -46,7 +46,7 @@ def test_node_pod_golden() -> None:
         "kind": "Pod",
         "metadata": {
             "name": "netgap-fault-worker-1",
-            "namespace": "netgap",
+            "namespace": "netgap-fault",
             "labels": {
                 "app.kubernetes.io/name": "netgap-fault",
                 "app.kubernetes.io/component": "node-agent",
@@ -63,7 +63,7 @@ def test_node_pod_golden() -> None:
             "containers": [
                 {
                     "name": "netgap-fault",
-                    "image": "netgap:latest",
+                    "image": "netgap/netgap:0.1.0",
                     "imagePullPolicy": "IfNotPresent",
                     "command": [*AGENT, *ARTICLE_FLAGS, "--ttl", "5m"],
                     "securityContext": SECURITY,
@@ -150,7 +150,7 @@ def test_ephemeral_container_golden() -> None:
             "ephemeralContainers": [
                 {
                     "name": "netgap-fault-abc123",
-                    "image": "netgap:latest",
+                    "image": "netgap/netgap:0.1.0",
                     "imagePullPolicy": "IfNotPresent",
                     "command": [
                         *AGENT,
@@ -275,7 +275,7 @@ def test_kubectl_calls() -> None:
     pod = k8s.node_pod(k8s.Agent(ARTICLE, Scope(), 300), node="worker-1")
     delete, apply = k8s.apply_node_pod(pod)
     assert delete.argv == (
-        *("kubectl", "delete", "pod", "netgap-fault-worker-1", "-n", "netgap"),
+        *("kubectl", "delete", "pod", "netgap-fault-worker-1", "-n", "netgap-fault"),
         *("--ignore-not-found", "--wait=true"),
     )
     assert apply.argv == ("kubectl", "apply", "-f", "-")
