@@ -21,9 +21,20 @@ At 5 requests/s a request pays the round trip and the transfer, about 1.1 s, and
 a 60 s fault requests wait ~10 s: the story's 6-20 s. Much above 40, the backlog passes the web
 tier's --api-timeout before the fault ends and requests fail with 504 instead.
 
+Kernel mode (--kernel, root only): the API tier runs in a network namespace of its own
+(ngs-api-*), joined to the root namespace by a veth pair (198.51.100.1 web side, .2 API side),
+and the faults are the kernel's, on both veth ends: the cap a tbf (under an htb root with u32
+filters), the loss an iptables `statistic` rule, the latency netem's when the kernel has it.
+Without netem the latency (and jitter) stays with a `netgap fault proxy` in front of the API,
+and the run says so. Only traffic to and from the API's port is faulted, not the API tier's
+span export to the collector across the same veth; in the story the agent's own export crossed
+the broken overlay too: a deliberate simplification. The namespace, the veth pair, every qdisc
+and iptables rule are removed at the end, on Ctrl-C and SIGTERM too.
+
   netgap scenario --preset article
   netgap scenario --baseline 10s --fault 20s --recovery 10s --rate 30 --out /tmp/scenario
   netgap scenario --latency 100ms --bandwidth none --loss 0
+  sudo netgap scenario --kernel --baseline 6s --fault 10s --recovery 6s
 """
 
 import argparse
@@ -145,6 +156,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "separate nodes (on, with 2+ cores)",
     )
     parser.add_argument(
+        "--kernel",
+        action="store_true",
+        help="faults by tc and iptables on a veth pair, the API tier in a network namespace "
+        "(root only; latency by the proxy where the kernel has no netem; see above)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=Path(".scenario"),
@@ -247,6 +264,7 @@ def config_from_args(args: argparse.Namespace) -> ScenarioConfig:
         seed=args.seed,
         out=args.out,
         pin=args.pin,
+        kernel=args.kernel,
     )
 
 

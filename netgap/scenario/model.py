@@ -74,6 +74,20 @@ PROXY = Injector(
     fresh_rto_rtts=None,
 )
 
+# `netgap scenario --kernel` on a kernel without netem: the cap is a tbf and the loss an
+# iptables rule on the veth (per packet, headers charged, a lost packet waits for the kernel's
+# retransmission), the latency the proxy's, which accepts at once: the handshake is not delayed
+# (nor charged: SYN and SYN-ACK are left out of the cap's bytes, a few dozen B each). The
+# kernel's RTO on the proxy's hop to the API does not see the proxy's hold, so the loss term
+# (which assumes it does) is on the high side.
+TC_PROXY_LATENCY = Injector(
+    name="tc tbf and iptables statistic (rate, loss), netgap fault proxy (latency)",
+    delays_handshake=False,
+    overhead_bytes=TCP_IP_HEADER_BYTES,
+    segment_bytes=MSS_BYTES,
+    fresh_rto_rtts=None,
+)
+
 
 @dataclass(frozen=True)
 class Link:

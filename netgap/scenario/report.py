@@ -391,7 +391,7 @@ def html_page(result: dict[str, Any]) -> str:
             f'<p class="note">Run of {started:%Y-%m-%d %H:%M:%S} UTC: '
             f"{html.escape(_phases_line(result))}; steady load of "
             f"{result['config']['rate']:g} requests/s on the web tier, which calls the API "
-            "tier through the fault proxy.</p>",
+            f"tier {html.escape(_path(result))}.</p>",
             "<h2>Diagnosis</h2>",
             _diagnosis(result["diagnosis"]),
             "<h2>Where the time went</h2>",
@@ -406,11 +406,50 @@ def html_page(result: dict[str, Any]) -> str:
             f'<p class="note">{html.escape(_method_note(result))}</p>',
             "<h2>Expected against measured</h2>",
             _model_section(result),
+            *_kernel_section(result),
             "</body>",
             "</html>",
             "",
         ]
     )
+
+
+def _path(result: dict[str, Any]) -> str:
+    kernel = result.get("kernel")
+    if not kernel:
+        return "through the fault proxy"
+    via = " and the latency proxy" if kernel["latency_via"] == "userspace proxy" else ""
+    return f"across a veth pair faulted by tc and iptables{via} (kernel mode, see below)"
+
+
+def kernel_lines(result: dict[str, Any]) -> list[str]:
+    """Kernel mode in words: where everything ran, what did which fault (empty otherwise)."""
+    kernel = result.get("kernel")
+    if not kernel:
+        return []
+    return [
+        f"The API tier ran in network namespace {kernel['namespace']} on "
+        f"{kernel['api_address']} ({kernel['api_device']}); the web tier, the collector, the "
+        f"load{' and the latency proxy' if kernel['latency_via'] != 'netem' else ''} in the "
+        f"root namespace on {kernel['web_address']} ({kernel['web_device']}), the other end "
+        "of the veth pair.",
+        f"In the kernel: {kernel['kernel_faults']}; latency via {kernel['latency_via']}"
+        + (f": {kernel['proxy_faults']}." if kernel["latency_via"] != "netem" else "."),
+        *kernel["notes"],
+    ]
+
+
+def _kernel_section(result: dict[str, Any]) -> list[str]:
+    kernel = result.get("kernel")
+    if not kernel:
+        return []
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in kernel_lines(result))
+    out = ["<h2>Kernel mode</h2>", f'<ul id="kernel">{items}</ul>']
+    for side, commands in kernel["plan"].items():
+        text = "\n".join(["# apply", *commands["apply"], "# revert", *commands["revert"]])
+        where = f" (in {kernel['namespace']}, by ip netns exec)" if side == "api->web" else ""
+        out.append(f"<h3>{html.escape(side + where)}</h3><pre>{html.escape(text)}</pre>")
+    return out
 
 
 def _diagnosis(text: str) -> str:

@@ -9,6 +9,10 @@ fault request). Faults are set and cleared through the proxy's control API at th
 and cleared again on the way out whatever happened. When the load has drained, the tiers are
 stopped first (a graceful stop flushes their last spans), then the traces are read back from
 the collector, phase by phase, and the collector is stopped.
+
+With --kernel (netgap.scenario.kernel) the API tier runs in a network namespace behind a veth
+pair, and the faults are tc/iptables rules on the veth, applied and reverted at the same
+edges (the latency still the proxy's when the kernel has no netem).
 """
 
 import asyncio
@@ -31,7 +35,7 @@ from netgap.errors import NetgapError
 from netgap.fault.control import FAULTS_PATH
 from netgap.fault.spec import Faults
 from netgap.loadgen import LoadConfig, LoadGenerator, LoadResult
-from netgap.scenario import model
+from netgap.scenario import kernel, model
 from netgap.scenario.report import diagnose, nice_step
 from netgap.supervisor import Child, check_port_free
 from netgap.trace_source import JaegerQuery
@@ -91,6 +95,7 @@ class ScenarioConfig:
     seed: int | None  # the proxy's random draws
     out: Path
     pin: bool = True  # the API tier on a core, the web tier and the proxy on another
+    kernel: bool = False  # the faults on a veth hop by tc/iptables (netgap.scenario.kernel)
 
     @property
     def logs(self) -> Path:
@@ -117,47 +122,80 @@ class Interrupted(Exception):
 
 def run_scenario(config: ScenarioConfig, say: Say) -> dict[str, Any]:
     """Runs every phase and returns the report's data (the JSON written)."""
+    if config.kernel:
+        kernel.preflight(_fault_faults(config))
     for flag, port in config.ports.flags():
         check_port_free(config.host, port, flag)
     config.logs.mkdir(parents=True, exist_ok=True)
-    children = _children(config)
-    collector, api, proxy, web = children
-    control_url = config.url(config.ports.control, FAULTS_PATH)
     with _sigterm_interrupts():
-        try:
-            for child in (collector, api):
-                _start(child)
-            exchange = measure_exchange(config)
-            for child in (proxy, web):
-                _start(child)
-            cores = _pin_tiers(api, [proxy, web]) if config.pin else None
-            say(f"collector, API tier, fault proxy and web tier are up (logs in {config.logs}/)")
-            _warm_up(config.url(config.ports.web))
-            say(
-                f"one exchange on the wire: {exchange.request_bytes} B request, "
-                f"{exchange.response_bytes} B response"
-            )
-            _say_prediction(config, exchange, say)
-            runs = _run_phases(config, control_url, say)
+        if not config.kernel:
+            return _run(config, None, say)
+        with kernel.overlay(config.ports.api, config.logs / "kernel.log", say) as lab:
+            return _run(config, lab, say)
+
+
+def _run(config: ScenarioConfig, lab: kernel.Overlay | None, say: Say) -> dict[str, Any]:
+    collector, api, proxy, web = _children(config, lab)
+    children = [child for child in (collector, api, proxy, web) if child is not None]
+    client_side = [child for child in (proxy, web) if child is not None]
+    control_url = config.url(config.ports.control, FAULTS_PATH) if proxy is not None else None
+    try:
+        for child in (collector, api):
+            _start(child)
+        exchange = measure_exchange(config, lab)
+        for child in client_side:
+            _start(child)
+        cores = _pin_tiers(api, client_side) if config.pin else None
+        names = [child.name for child in children]
+        say(f"{', '.join(names[:-1])} and {names[-1]} are up (logs in {config.logs}/)")
+        _warm_up(config.url(config.ports.web))
+        say(
+            f"one exchange on the wire: {exchange.request_bytes} B request, "
+            f"{exchange.response_bytes} B response"
+        )
+        _say_prediction(config, exchange, say, _injector(lab))
+        runs = _run_phases(config, control_url, lab, say)
+        if control_url is not None:
             _clear_faults(control_url)
-            for child in (web, proxy, api):  # their graceful stop sends their last spans
-                _stop(child)
-            say("reading the traces back ...")
-            return _result(config, runs, exchange, cores)
-        finally:
-            if not proxy.exited():
-                _clear_faults(control_url)
-            codes = {child.name: _stop(child) for child in reversed(children)}
-            failed = {name: code for name, code in codes.items() if code not in (0, None)}
-            if failed:
-                say(f"warning: exit codes {failed} (see {config.logs}/)")
+        for child in reversed(children[1:]):  # their graceful stop sends their last spans
+            _stop(child)
+        say("reading the traces back ...")
+        return _result(config, runs, exchange, cores, lab)
+    finally:
+        if control_url is not None and proxy is not None and not proxy.exited():
+            _clear_faults(control_url)
+        codes = {child.name: _stop(child) for child in reversed(children)}
+        failed = {name: code for name, code in codes.items() if code not in (0, None)}
+        if failed:
+            say(f"warning: exit codes {failed} (see {config.logs}/)")
 
 
-def _children(config: ScenarioConfig) -> list[Child]:
+def _api_host(config: ScenarioConfig, lab: kernel.Overlay | None) -> str:
+    return config.host if lab is None else kernel.API_ADDRESS
+
+
+def _api_url(config: ScenarioConfig, lab: kernel.Overlay | None) -> str:
+    """Where the web tier calls the API: the proxy, unless netem does all the faults."""
+    if lab is None or lab.latency_via_proxy:
+        return config.url(config.ports.proxy)
+    return f"http://{kernel.API_ADDRESS}:{config.ports.api}/"
+
+
+def _injector(lab: kernel.Overlay | None) -> model.Injector:
+    return model.PROXY if lab is None else lab.injector
+
+
+def _children(
+    config: ScenarioConfig, lab: kernel.Overlay | None
+) -> tuple[Child, Child, Child | None, Child]:
+    """Collector, API tier, fault proxy (None: netem does every fault) and web tier. In kernel
+    mode the API tier runs in the namespace, and the collector takes spans on the veth."""
     ports, host, logs = config.ports, config.host, config.logs
+    api_host = _api_host(config, lab)
+    otlp_host = host if lab is None else kernel.WEB_ADDRESS
     tier_env = {
         "HOST": host,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{host}:{ports.otlp}",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{otlp_host}:{ports.otlp}",
         "OTEL_BSP_SCHEDULE_DELAY": "500",
     }
     query_url = config.url(ports.query, "")
@@ -167,7 +205,7 @@ def _children(config: ScenarioConfig) -> list[Child]:
             "netgap",
             "collect",
             "--otlp-http",
-            f"{host}:{ports.otlp}",
+            f"{otlp_host}:{ports.otlp}",
             "--otlp-grpc",
             "off",
             "--query",
@@ -182,14 +220,19 @@ def _children(config: ScenarioConfig) -> list[Child]:
     )
     api = Child(
         "API tier",
-        ["apitier"],
-        {**tier_env, "PORT": str(ports.api), "QUERY_DELAY_MS": str(config.query_delay_ms)},
-        config.url(ports.api, "/healthz"),
+        ["apitier"] if lab is None else lab.api_child_args("apitier"),
+        {
+            **tier_env,
+            "HOST": api_host,
+            "PORT": str(ports.api),
+            "QUERY_DELAY_MS": str(config.query_delay_ms),
+        },
+        f"http://{api_host}:{ports.api}/healthz",
         logs / "apitier.out",
         logs / "apitier.log",
     )
     seed = ["--seed", str(config.seed)] if config.seed is not None else []
-    proxy = Child(
+    proxy: Child | None = Child(
         "fault proxy",
         [
             "netgap",
@@ -198,7 +241,7 @@ def _children(config: ScenarioConfig) -> list[Child]:
             "--listen",
             f"{host}:{ports.proxy}",
             "--upstream",
-            f"{host}:{ports.api}",
+            f"{api_host}:{ports.api}",
             "--control",
             f"{host}:{ports.control}",
             *seed,
@@ -208,13 +251,15 @@ def _children(config: ScenarioConfig) -> list[Child]:
         logs / "proxy.out",
         logs / "proxy.log",
     )
+    if lab is not None and not lab.latency_via_proxy:
+        proxy = None
     web = Child(
         "web tier",
         ["webtier"],
         {
             **tier_env,
             "PORT": str(ports.web),
-            "API_URL": config.url(ports.proxy),
+            "API_URL": _api_url(config, lab),
             "API_TIMEOUT_S": f"{config.api_timeout_s:g}",
             "JAEGER_UI_URL": query_url,
         },
@@ -222,7 +267,7 @@ def _children(config: ScenarioConfig) -> list[Child]:
         logs / "webtier.out",
         logs / "webtier.log",
     )
-    return [collector, api, proxy, web]
+    return collector, api, proxy, web
 
 
 def _start(child: Child) -> None:
@@ -293,19 +338,19 @@ def _warm_up(web_url: str) -> None:
 # -- one exchange, measured
 
 
-def measure_exchange(config: ScenarioConfig) -> model.Exchange:
+def measure_exchange(config: ScenarioConfig, lab: kernel.Overlay | None = None) -> model.Exchange:
     """The bytes of one exchange as the web tier makes it: its request rebuilt from httpx's
     default headers and a traceparent (what tierkit's HTTP/1.1 client sends), and the API
     tier's real answer to it, read off the socket."""
-    request = web_tier_request(config.url(config.ports.proxy))
-    address = (config.host, config.ports.api)
+    request = web_tier_request(_api_url(config, lab))
+    address = (_api_host(config, lab), config.ports.api)
     try:
         with socket.create_connection(address, timeout=CONTROL_TIMEOUT_S) as sock:
             sock.sendall(request)
             response = read_http_response(sock)
     except OSError as exc:
         raise NetgapError(
-            f"one exchange with the API tier at {config.host}:{config.ports.api} failed "
+            f"one exchange with the API tier at {address[0]}:{address[1]} failed "
             f"({exc.strerror or type(exc).__name__})",
             hint=f"see {config.logs / 'apitier.log'}",
         ) from None
@@ -348,11 +393,13 @@ def read_http_response(sock: socket.socket) -> bytes:
 # -- the phases
 
 
-def _run_phases(config: ScenarioConfig, control_url: str, say: Say) -> list[PhaseRun]:
+def _run_phases(
+    config: ScenarioConfig, control_url: str | None, lab: kernel.Overlay | None, say: Say
+) -> list[PhaseRun]:
     # The event loop takes SIGTERM over while it runs and leaves it at the default after.
     sigterm = signal.getsignal(signal.SIGTERM)
     try:
-        runs = _run_async(_drive(config, control_url, say))
+        runs = _run_async(_drive(config, control_url, lab, say))
     finally:
         signal.signal(signal.SIGTERM, sigterm)
     if runs is None:
@@ -370,7 +417,9 @@ def _run_async(main: Coroutine[Any, Any, list[PhaseRun] | None]) -> list[PhaseRu
         return runner.run(main)
 
 
-async def _drive(config: ScenarioConfig, control_url: str, say: Say) -> list[PhaseRun] | None:
+async def _drive(
+    config: ScenarioConfig, control_url: str | None, lab: kernel.Overlay | None, say: Say
+) -> list[PhaseRun] | None:
     """Each phase's faults, then its load, on schedule; None if a signal stopped it."""
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -392,7 +441,7 @@ async def _drive(config: ScenarioConfig, control_url: str, say: Say) -> list[Pha
             due = loop.time()
             for phase in config.phases:
                 await asyncio.sleep(max(0.0, due - loop.time()))
-                await _apply_faults(control, control_url, phase.faults)
+                await _set_faults(control, control_url, lab, phase.faults)
                 starts.append(time.time_ns())
                 say(f"{phase.name}: {phase.duration_s:g} s, {phase.faults.describe()}")
                 generator = LoadGenerator(_load_config(config, phase.duration_s))
@@ -401,7 +450,7 @@ async def _drive(config: ScenarioConfig, control_url: str, say: Say) -> list[Pha
                 due += phase.duration_s
             await asyncio.sleep(max(0.0, due - loop.time()))
             starts.append(time.time_ns())
-            await _apply_faults(control, control_url, Faults())
+            await _set_faults(control, control_url, lab, Faults())
         say("waiting for the requests still in flight ...")
         results = await asyncio.gather(*tasks)
     except asyncio.CancelledError:
@@ -431,6 +480,20 @@ def _load_config(config: ScenarioConfig, duration_s: float) -> LoadConfig:
         # Never drop: every request due over a whole timeout may still be outstanding.
         max_inflight=max(256, int(config.rate * timeout_s) + 1),
     )
+
+
+async def _set_faults(
+    control: httpx.AsyncClient, url: str | None, lab: kernel.Overlay | None, faults: Faults
+) -> None:
+    """The phase's faults in force: all through the proxy, or in kernel mode the kernel's part
+    by tc (off the event loop: the commands take a while) and the latency through the proxy
+    when there is no netem."""
+    proxy_faults = faults
+    if lab is not None:
+        await asyncio.to_thread(lab.set_faults, faults)
+        proxy_faults = lab.split(faults).proxy
+    if url is not None:
+        await _apply_faults(control, url, proxy_faults)
 
 
 async def _apply_faults(control: httpx.AsyncClient, url: str, faults: Faults) -> None:
@@ -468,11 +531,14 @@ def load_of(config: ScenarioConfig, phase: Phase, new_share: float) -> model.Loa
     )
 
 
-def _say_prediction(config: ScenarioConfig, exchange: model.Exchange, say: Say) -> None:
+def _say_prediction(
+    config: ScenarioConfig, exchange: model.Exchange, say: Say, injector: model.Injector
+) -> None:
     phase = _fault_phase(config)
     if phase is None:
         return
-    expectation = model.expect(link_of(phase.faults), exchange, load_of(config, phase, 0.0))
+    load = load_of(config, phase, 0.0)
+    expectation = model.expect(link_of(phase.faults), exchange, load, injector)
     say(
         f"model: remote calls should take {expectation.total_s:.2f} s on average during the "
         f"fault, mostly {expectation.dominant.name} ({expectation.dominant.seconds:.2f} s)"
@@ -500,8 +566,10 @@ def _result(
     runs: list[PhaseRun],
     exchange: model.Exchange,
     cores: dict[str, list[int]] | None,
+    lab: kernel.Overlay | None = None,
 ) -> dict[str, Any]:
     start_ns, end_ns = runs[0].start_ns, runs[-1].end_ns
+    injector = _injector(lab)
     settle_ns = round(config.settle_s * 1e9)
     names = component_names()
     edge = edge_name(WEB_SERVICE, API_SERVICE)
@@ -511,7 +579,7 @@ def _result(
         for run in runs:
             lo, hi = run.start_ns + settle_ns, run.end_ns - settle_ns
             summary = build_report(source, WEB_SERVICE, lo, hi)["summary"]
-            phases.append(_phase_result(config, run, lo, hi, summary, exchange, edge))
+            phases.append(_phase_result(config, run, lo, hi, summary, exchange, edge, injector))
         bucket = bucket_ns(end_ns - start_ns)
         whole = build_report(source, WEB_SERVICE, start_ns, end_ns, bucket)["summary"]
     for phase in phases:
@@ -529,6 +597,7 @@ def _result(
             "seed": config.seed,
             "cores": cores,
             "phases": {phase.name: phase.duration_s for phase in config.phases},
+            "kernel": config.kernel,
         },
         "faults": _fault_json(config),
         "faults_text": _faults_text(config),
@@ -540,7 +609,8 @@ def _result(
         },
         "phases": phases,
         "series": _series(whole, bucket, names),
-        "model": _model_json(config, phases, exchange),
+        "model": _model_json(config, phases, exchange, injector),
+        "kernel": None if lab is None else lab.to_json(_fault_faults(config)),
     }
     result["diagnosis"] = diagnose(result)
     return result
@@ -554,6 +624,7 @@ def _phase_result(
     summary: dict[str, Any],
     exchange: model.Exchange,
     edge: str,
+    injector: model.Injector = model.PROXY,
 ) -> dict[str, Any]:
     edges = summary["edges"].get(edge, {})
     new, reused = edges.get("new_connections", 0), edges.get("reused_connections", 0)
@@ -577,7 +648,8 @@ def _phase_result(
     }
     if run.phase.faults.active:
         load = load_of(config, run.phase, share)
-        phase["expected"] = model.expect(link_of(run.phase.faults), exchange, load).to_json()
+        expectation = model.expect(link_of(run.phase.faults), exchange, load, injector)
+        phase["expected"] = expectation.to_json()
     return phase
 
 
@@ -599,6 +671,11 @@ def _series(summary: dict[str, Any], bucket: int, names: dict[str, str]) -> dict
     }
 
 
+def _fault_faults(config: ScenarioConfig) -> Faults:
+    phase = _fault_phase(config)
+    return Faults() if phase is None else phase.faults
+
+
 def _fault_json(config: ScenarioConfig) -> dict[str, Any] | None:
     phase = _fault_phase(config)
     return None if phase is None else phase.faults.to_json()
@@ -610,7 +687,10 @@ def _faults_text(config: ScenarioConfig) -> str:
 
 
 def _model_json(
-    config: ScenarioConfig, phases: list[dict[str, Any]], exchange: model.Exchange
+    config: ScenarioConfig,
+    phases: list[dict[str, Any]],
+    exchange: model.Exchange,
+    injector: model.Injector = model.PROXY,
 ) -> dict[str, Any] | None:
     phase = _fault_phase(config)
     measured = next((p for p in phases if p["faults_active"]), None)
@@ -618,7 +698,6 @@ def _model_json(
         return None
     link = link_of(phase.faults)
     load = load_of(config, phase, measured["new_connection_share"])
-    injector = model.PROXY
     return {
         "injector": injector.name,
         "link": {"latency_s": link.latency_s, "rate_bps": link.rate_bps, "loss": link.loss},
