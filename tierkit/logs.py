@@ -48,3 +48,6 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # httpx logs every request at INFO ("HTTP Request: GET ..."): a second line per request
+    # on the web tier, formatted and written on the request path, saying less than ours.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
