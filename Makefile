@@ -4,11 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck lock clean
+.PHONY: demo test lint typecheck lock clean bench
 
 # The incident in about a minute: healthy, 20 s of the story's fault, recovery; report in .scenario/
 demo: $(STAMP)
 	$(BIN)/netgap scenario --baseline 15s --fault 25s --recovery 15s
+
+# Every performance figure with its target, measured side by side (about 5 min; see bench/)
+bench: $(STAMP)
+	$(BIN)/python -m bench --out .bench/results.json
 
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest

@@ -1,0 +1,95 @@
+"""Every performance figure of the lab, measured side by side on this machine, in one run:
+
+    python -m bench [--quick] [--out .bench/results.json]
+
+1. traced vs untraced (OTEL_SDK_DISABLED=true) web -> API: throughput at 32 connections,
+   serial p50/p99, CPU seconds per 1000 requests of both tiers (/proc/PID/stat);
+2. the serial traced p50 above the simulated query (QUERY_DELAY_MS);
+3. the remote-calls floor webtier->apitier on loopback (from the traces, via the collector);
+4. the fault proxy with no faults vs direct: added p50, throughput ratio (HTTP, wrk), and the
+   raw-socket figures of tests/netgap/fault/bench.py;
+5. collector ingest (spans/s, one core) and breakdown speed (traces/s from the store);
+6. each tier's RSS after 60 s at load.
+
+HTTP load is wrk (closed loop, keep-alive). Comparisons alternate round by round and their
+ratios are taken within each round; figures are medians of the rounds. The table marks each
+figure with its target; the JSON (--out) has every round. --quick: a second or so per run, for
+a smoke test (the figures are then rough).
+"""
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.http import wrk_version
+from bench.measure import FULL, QUICK, Run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds each")
+    parser.add_argument("--out", type=Path, default=Path(".bench/results.json"))
+    parser.add_argument(
+        "--keep-logs", action="store_true", help="keep the processes' logs and stores"
+    )
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    logs = Path(tempfile.mkdtemp(prefix="netgap-bench-"))
+    started = time.monotonic()
+    date = report.now_iso()
+
+    def say(line: str) -> None:
+        print(f"[{time.monotonic() - started:5.0f} s] {line}", file=sys.stderr, flush=True)
+
+    load_at_start = Path("/proc/loadavg").read_text().split()[:3]
+    run = Run(plan, logs, say)
+    try:
+        run.run()
+    finally:
+        if args.keep_logs:
+            say(f"logs and stores kept in {logs}")
+        else:
+            shutil.rmtree(logs, ignore_errors=True)
+    elapsed = time.monotonic() - started
+    document: dict[str, Any] = {
+        "date": date,
+        "machine": report.machine(),
+        "tool": {
+            "http": f"{wrk_version()}: one thread, keep-alive, closed loop, --latency",
+            "placement": run.placement,
+            "plan": asdict(plan),
+            "quick": args.quick,
+        },
+        "duration_s": round(elapsed, 1),
+        "loadavg_at_start": load_at_start,
+        "figures": [f.to_dict() for f in sorted(run.figures, key=lambda f: f.item)],
+        "rounds": run.rounds,
+        "notes": run.notes,
+    }
+    report.write_json(args.out, document)
+    m = document["machine"]
+    sys.stderr.flush()
+    print(f"\nnetgap bench, {date}, {m['cpus']} x {m['model']}, Linux {m['kernel']}, "
+          f"Python {m['python']}{' (--quick)' if args.quick else ''}\n")  # fmt: skip
+    figures = sorted(run.figures, key=lambda f: f.item)  # stable: each item's order kept
+    print(report.table(figures))
+    print(f"\nHTTP load: {document['tool']['http']}")
+    print("placement: " + "; ".join(f"{k}: {v}" for k, v in run.placement.items()))
+    print(report.details(run.rounds))
+    for note in run.notes:
+        print(f"note: {note}")
+    missed = [f.name.strip() for f in run.figures if f.passed is False]
+    print(f"\n{len(missed)} of {sum(f.passed is not None for f in run.figures)} targets missed"
+          f"{': ' + '; '.join(missed) if missed else ''}")  # fmt: skip
+    print(f"took {elapsed:.0f} s; every round in {args.out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""`python -m bench --quick` as `make bench` runs it (shortened): it finishes, prints the table
+and writes a JSON with every figure, each with a target and a pass/miss mark."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.harness import ROOT
+
+ITEMS = {1, 2, 3, 4, 5, 6}
+EXPECTED = (
+    "traced/untraced throughput",
+    "traced/untraced CPU per request",
+    "serial p50 traced",
+    "serial p99 traced",
+    "serial traced p50 - QUERY_DELAY_MS",
+    "remote-calls floor p50",
+    "remote-calls floor p99",
+    "proxy: added p50",
+    "proxy: throughput / direct",
+    "collector ingest",
+    "breakdown from the store",
+    "web tier RSS after",
+    "API tier RSS after",
+)
+
+
+def wrk_installed() -> bool:
+    """Debian's wrk, installed here if we may (root with apt-get), as the browser tests do for
+    chromium; a fresh machine of ours does not have it."""
+    if shutil.which("wrk") is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wrk"]):
+            subprocess.run(argv, capture_output=True, timeout=300, check=False)
+    return shutil.which("wrk") is not None
+
+
+@pytest.mark.timeout(420)
+def test_quick_bench_reports_every_figure_with_target_and_mark(tmp_path: Path) -> None:
+    if not wrk_installed():
+        pytest.skip("needs wrk (apt-get install wrk), and could not install it here")
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    document = json.loads(out.read_text())
+    assert {"date", "machine", "tool", "figures", "rounds"} <= document.keys()
+    assert {"cpus", "model", "kernel", "python"} <= document["machine"].keys()
+    assert "wrk" in document["tool"]["http"]
+    figures = document["figures"]
+    assert {f["item"] for f in figures} == ITEMS
+    for figure in figures:
+        assert {"name", "value", "unit", "target", "pass"} <= figure.keys()
+        assert isinstance(figure["value"], int | float)
+        assert (figure["target"] == "-") == (figure["pass"] is None), figure
+    names = [f["name"].strip() for f in figures]
+    for expected in EXPECTED:
+        matching = [f for f in figures if f["name"].strip().startswith(expected)]
+        assert matching, (expected, names)
+    targeted = [f for f in figures if f["pass"] is not None]
+    assert len(targeted) == 10  # the issue's targets, one figure each
+    for figure in targeted:
+        assert figure["name"] in done.stdout
+        assert ("pass" if figure["pass"] else "MISS") in done.stdout
