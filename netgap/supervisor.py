@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,3 +98,33 @@ class Child:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+def pin_apart(api: Child, client_side: list[Child]) -> dict[str, list[int]] | None:
+    """The API tier on a core of its own, the processes that call it on another.
+
+    In the story the tiers run on separate nodes. On one machine the scheduler moves the
+    process it wakes to the waker's core: the API's answer wakes the proxy, which wakes the
+    web tier, on the API's core, and the API's span (ended after the answer is out) then waits
+    for the web tier's work: spells of API self time +1.5 ms and remote time near 0, for
+    seconds at a time, which the fault (holding every answer) cannot have. A core for the API
+    tier and another for the web tier (and the fault proxy) keep them apart. The cores, or None when
+    there is only one (or no affinity control)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None
+    placement = {api.name: [cores[-1]], **{child.name: [cores[0]] for child in client_side}}
+    for child in (api, *client_side):
+        _set_affinity(child, set(placement[child.name]))
+    return placement
+
+
+def _set_affinity(child: Child, cores: set[int]) -> None:
+    """Every thread of the child, those started already included."""
+    assert child.proc is not None
+    with suppress(OSError):  # a thread that ended meanwhile
+        for tid in os.listdir(f"/proc/{child.proc.pid}/task"):
+            with suppress(OSError):
+                os.sched_setaffinity(int(tid), cores)

@@ -22,7 +22,7 @@ from netgap.commands.breakdown import build_report
 from netgap.errors import NetgapError
 from netgap.loadgen import LoadConfig, run_load
 from netgap.report import plot, table
-from netgap.supervisor import Child, check_port_free
+from netgap.supervisor import Child, check_port_free, pin_apart
 from netgap.trace_source import JaegerQuery
 
 START_TIMEOUT_S = 30.0
@@ -49,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--logs", type=Path, default=Path(".demo"), help="folder for logs, spans db, plot (.demo)"
+    )
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the API tier on one core and the web tier on another, as on separate nodes "
+        "(on, with 2+ cores)",
     )
     parser.add_argument(
         "--exit-after-report",
@@ -123,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         for child in children:
             child.start()
             child.wait_healthy(START_TIMEOUT_S)
+        if args.pin:
+            pin_apart(api, [web])
         print(f"netgap demo: collector, API tier and web tier are up (logs in {logs}/)", flush=True)
         first_trace = _first_request(web_url)
         started_ns = time.time_ns()

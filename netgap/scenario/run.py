@@ -37,7 +37,7 @@ from netgap.fault.spec import Faults
 from netgap.loadgen import LoadConfig, LoadGenerator, LoadResult
 from netgap.scenario import kernel, model
 from netgap.scenario.report import diagnose, nice_step
-from netgap.supervisor import Child, check_port_free
+from netgap.supervisor import Child, check_port_free, pin_apart
 from netgap.trace_source import JaegerQuery
 
 WEB_SERVICE = "webtier"
@@ -145,7 +145,7 @@ def _run(config: ScenarioConfig, lab: kernel.Overlay | None, say: Say) -> dict[s
         exchange = measure_exchange(config, lab)
         for child in client_side:
             _start(child)
-        cores = _pin_tiers(api, client_side) if config.pin else None
+        cores = pin_apart(api, client_side) if config.pin else None
         names = [child.name for child in children]
         say(f"{', '.join(names[:-1])} and {names[-1]} are up (logs in {config.logs}/)")
         _warm_up(config.url(config.ports.web))
@@ -292,34 +292,6 @@ def _sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _pin_tiers(api: Child, client_side: list[Child]) -> dict[str, list[int]] | None:
-    """In the story the tiers run on separate nodes. On one machine the scheduler moves the
-    process it wakes to the waker's core: the API's answer wakes the proxy, which wakes the
-    web tier, on the API's core, and the API's span (ended after the answer is out) then waits
-    for the web tier's work: spells of API self time +1.5 ms and remote time near 0, for
-    seconds at a time, which the fault (holding every answer) cannot have. A core for the API
-    tier and another for the web tier and the proxy keep them apart. The cores, or None when
-    there is only one (or no affinity control)."""
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) < 2:
-        return None
-    placement = {api.name: [cores[-1]], **{child.name: [cores[0]] for child in client_side}}
-    for child in (api, *client_side):
-        _set_affinity(child, set(placement[child.name]))
-    return placement
-
-
-def _set_affinity(child: Child, cores: set[int]) -> None:
-    """Every thread of the child, those started already included."""
-    assert child.proc is not None
-    with suppress(OSError):  # a thread that ended meanwhile
-        for tid in os.listdir(f"/proc/{child.proc.pid}/task"):
-            with suppress(OSError):
-                os.sched_setaffinity(int(tid), cores)
 
 
 def _warm_up(web_url: str) -> None:
