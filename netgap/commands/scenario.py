@@ -39,6 +39,7 @@ and iptables rule are removed at the end, on Ctrl-C and SIGTERM too.
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -60,7 +61,7 @@ from netgap.fault.spec import (
     parse_fraction,
     parse_rate_bps,
 )
-from netgap.scenario import report
+from netgap.scenario import kernel, report
 from netgap.scenario.run import (
     Interrupted,
     Phase,
@@ -160,6 +161,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="faults by tc and iptables on a veth pair, the API tier in a network namespace "
         "(root only; latency by the proxy where the kernel has no netem; see above)",
+    )
+    parser.add_argument(
+        "--clear",
+        action="store_true",
+        help="with --kernel: only take down what a killed kernel-mode run left (its network "
+        "namespaces, veth pairs and iptables rules), then exit",
     )
     parser.add_argument(
         "--out",
@@ -277,10 +284,12 @@ def _check_distinct(ports: Ports) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-
     def say(message: str) -> None:
         print(f"netgap scenario: {message}", flush=True)
+
+    if args.clear:
+        return _clear(args, say)
+    config = config_from_args(args)
 
     try:
         result = run_scenario(config, say)
@@ -297,4 +306,14 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(result["diagnosis"])
     print(f"\nreport: {html_path}\n  json: {json_path}", flush=True)
+    return 0
+
+
+def _clear(args: argparse.Namespace, say: Callable[[str], None]) -> int:
+    if not args.kernel:
+        raise UsageError("--clear goes with --kernel: the userspace mode leaves nothing behind")
+    if os.geteuid() != 0:
+        raise UsageError("--kernel --clear needs root (ip netns, iptables)")
+    taken_down = kernel.clear_leftovers(say)
+    say(f"cleared: {len(taken_down)} namespace(s) of ours" if taken_down else "nothing left over")
     return 0

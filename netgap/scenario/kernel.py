@@ -31,6 +31,7 @@ and the namespace.
 """
 
 import contextlib
+import io
 import ipaddress
 import os
 import secrets
@@ -392,6 +393,32 @@ def overlay(api_port: int, log_path: Path, say: Say) -> Iterator[Overlay]:
                     problems = lab.teardown()
                 if problems:
                     say("warning: could not undo everything: " + "; ".join(problems))
+
+
+def clear_leftovers(say: Say, run: tc.Runner = tc.run_command) -> list[str]:
+    """Take down what a kernel-mode run killed outright (SIGKILL) left behind: its namespaces
+    with their veth pairs and whatever runs in them, and its netgap-fault iptables rules on
+    our veths, also those whose veth is already gone. The namespaces taken down."""
+    listed = run(("ip", "netns", "list"))
+    names = [
+        line.split()[0] for line in listed.stdout.splitlines() if line.startswith(NAMESPACE_PREFIX)
+    ]
+    for name in names:
+        lab = Overlay(0, tc.NetemProbe(False, "not probed"), io.StringIO(), run=run)
+        lab.suffix = name.removeprefix(NAMESPACE_PREFIX)
+        say(f"taking down {name} and {lab.web_device}")
+        for problem in lab.teardown():
+            say(f"warning: {problem}")
+    rules = run(("iptables", "-t", "mangle", "-S", "POSTROUTING"))
+    ours = [
+        line
+        for line in (rules.stdout.splitlines() if rules.returncode == 0 else [])
+        if f" -o {DEVICE_PREFIX}" in line and tc.COMMENT in line
+    ]
+    for argv in tc.clear_argvs("", {"iptables": "\n".join(ours)}):
+        say(f"+ {shlex.join(argv)}")
+        run(argv)
+    return names
 
 
 # -- `python -m netgap.scenario.kernel NAMESPACE MODULE [ARGS]`: what the API tier's Child runs

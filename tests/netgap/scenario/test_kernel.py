@@ -449,3 +449,40 @@ def test_kernel_mode_is_in_the_help() -> None:
     assert "--kernel" in done.stdout
     assert "span" in done.stdout
     assert "deliberate simplification" in done.stdout
+
+
+@needs_netns
+@pytest.mark.timeout(60)
+def test_clear_takes_down_what_a_killed_run_left(real: None) -> None:
+    before = host_state()
+    left = kernel.Overlay(8801, tc.NetemProbe(False, "not probed"), io.StringIO())
+    left.setup()
+    left.set_faults(PRESETS["article"])  # as a run SIGKILLed in its fault phase leaves it
+    assert host_state() != before
+    done = subprocess.run(
+        [sys.executable, "-m", "netgap", "scenario", "--kernel", "--clear"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=50,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"taking down {left.namespace} and {left.web_device}" in done.stdout
+    assert host_state() == before
+    again = subprocess.run(
+        [sys.executable, "-m", "netgap", "scenario", "--kernel", "--clear"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=50,
+        check=False,
+    )
+    assert again.stdout.strip() == "netgap scenario: nothing left over"
+
+
+def test_clear_goes_with_kernel(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["scenario", "--clear"])
+    assert exited.value.code == 2
+    assert "--clear goes with --kernel" in capsys.readouterr().err
