@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         command.add_arguments(sub)
-        sub.set_defaults(run=command.run)
+        sub.set_defaults(run=command.run, command_name=name)
     return parser
 
 
@@ -41,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = args.run(args)
     except NetgapError as exc:
-        print(f"netgap {args.command}: {exc}", file=sys.stderr)
+        # A nested command (`fault k8s`) sets its whole name; argparse keeps the innermost.
+        print(f"netgap {args.command_name}: {exc}", file=sys.stderr)
         if exc.hint:
             print(f"  hint: {exc.hint}", file=sys.stderr)
         sys.exit(exc.exit_code)

@@ -19,8 +19,9 @@ import math
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
+from netgap import aio
 from netgap.collector.server import Address, parse_address
 from netgap.errors import UsageError
 from netgap.fault import k8s_command
@@ -42,7 +43,6 @@ from netgap.fault.spec import (
     parse_rate_bps,
 )
 
-T = TypeVar("T")
 FIELDS = ("latency", "jitter", "rate", "loss", "reset", "direction")
 # The default of every fault flag: `--rate none` stores None, so None cannot mean "not given".
 _UNSET: Any = object()
@@ -96,7 +96,7 @@ def _add_subcommand(
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add(sub)
-    sub.set_defaults(fault_run=run)
+    sub.set_defaults(fault_run=run, command_name=f"fault {name}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -334,7 +334,7 @@ def _run_proxy(args: argparse.Namespace) -> int:
     logging.getLogger("netgap.fault").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     proxy = FaultProxy(args.listen, args.upstream, faults, seed=args.seed)
     control = ControlServer(proxy, args.control) if args.control is not None else None
-    _run_async(_serve(proxy, control))
+    aio.run(_serve(proxy, control))
     return 0
 
 
@@ -384,13 +384,3 @@ def _ready_line(proxy: FaultProxy, control: ControlServer | None) -> str:
         f"control {control.url if control else 'off'}, "
         f"faults: {proxy.faults.describe()}{seed}"
     )
-
-
-def _run_async(main: Coroutine[Any, Any, T]) -> T:
-    try:
-        import uvloop
-    except ImportError:  # not built for this platform (Windows)
-        return asyncio.run(main)
-    # About half the CPU per relayed chunk of asyncio's own loop: the zero-fault path is cheap.
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)

@@ -440,30 +440,3 @@ def _image(text: str) -> str:
     if not text or re.search(r"\s", text):
         raise argparse.ArgumentTypeError(f"not an image reference: {text!r}")
     return text
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """`netgap fault k8s` on its own, as the full CLI runs it (errors, exit codes)."""
-    from netgap.cli import _Parser  # here: netgap.cli imports the commands, and so this module
-
-    parser = _Parser(
-        prog="netgap fault k8s",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        code = run(args)
-    except NetgapError as exc:
-        print(f"netgap fault k8s: {exc}", file=sys.stderr)
-        if exc.hint:
-            print(f"  hint: {exc.hint}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    sys.exit(code)
-
-
-if __name__ == "__main__":
-    main()

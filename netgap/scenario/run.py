@@ -20,7 +20,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from netgap import aio
 from netgap.breakdown import edge_name
 from netgap.commands.breakdown import build_report
 from netgap.errors import NetgapError
@@ -371,22 +372,12 @@ def _run_phases(
     # The event loop takes SIGTERM over while it runs and leaves it at the default after.
     sigterm = signal.getsignal(signal.SIGTERM)
     try:
-        runs = _run_async(_drive(config, control_url, lab, say))
+        runs = aio.run(_drive(config, control_url, lab, say))
     finally:
         signal.signal(signal.SIGTERM, sigterm)
     if runs is None:
         raise Interrupted
     return runs
-
-
-def _run_async(main: Coroutine[Any, Any, list[PhaseRun] | None]) -> list[PhaseRun] | None:
-    try:
-        import uvloop
-    except ImportError:  # not built for this platform
-        return asyncio.run(main)
-    # Less CPU per request than asyncio's own loop: the load is not what the machine waits on.
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
 
 
 async def _drive(

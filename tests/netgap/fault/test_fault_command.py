@@ -143,7 +143,9 @@ def test_an_unreachable_upstream_is_exit_2() -> None:
     result = netgap("fault", "proxy", "--listen", "127.0.0.1:0", "--upstream", upstream)
     assert result.returncode == 2
     first, *rest = result.stderr.splitlines()
-    assert first == f"netgap fault: --upstream {upstream}: cannot connect (Connection refused)"
+    assert first == (
+        f"netgap fault proxy: --upstream {upstream}: cannot connect (Connection refused)"
+    )
     assert len(rest) <= 1  # a hint at most
     assert "Traceback" not in result.stderr
 
@@ -151,7 +153,7 @@ def test_an_unreachable_upstream_is_exit_2() -> None:
 def test_a_listen_port_in_use_is_exit_2(echo_server: Address) -> None:
     result = netgap("fault", "proxy", "--listen", str(echo_server), "--upstream", str(echo_server))
     assert result.returncode == 2
-    assert result.stderr.startswith(f"netgap fault: --listen {echo_server}: cannot listen")
+    assert result.stderr.startswith(f"netgap fault proxy: --listen {echo_server}: cannot listen")
 
 
 @pytest.mark.parametrize(
@@ -172,7 +174,7 @@ def test_bad_set_and_clear_flags_are_exit_2(args: list[str], says: str) -> None:
 def test_set_without_a_proxy_is_exit_1() -> None:
     result = netgap("fault", "clear", "--control", f"127.0.0.1:{free_port()}")
     assert result.returncode == 1
-    assert result.stderr.startswith("netgap fault: cannot reach the control API")
+    assert result.stderr.startswith("netgap fault clear: cannot reach the control API")
 
 
 def test_the_article_preset_and_flags_over_it() -> None:
@@ -205,7 +207,7 @@ def test_set_and_clear_a_running_proxy_without_dropping_connections(
             refused = netgap("fault", "set", "--control", url, "--jitter", "1s")
             assert refused.returncode == 2
             assert refused.stderr == (
-                "netgap fault: jitter: 1000ms is more than the latency 100ms;"
+                "netgap fault set: jitter: 1000ms is more than the latency 100ms;"
                 " a delay cannot go below zero\n"
             )
 

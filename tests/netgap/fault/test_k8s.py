@@ -455,7 +455,7 @@ def test_apply_to_selected_pods(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 def _cli(*argv: str, env: dict[str, str] | None = None) -> "subprocess.CompletedProcess[str]":
     return subprocess.run(
-        [sys.executable, "-m", "netgap.fault.k8s_command", *argv],
+        [sys.executable, "-m", "netgap", "fault", "k8s", *argv],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -594,7 +594,7 @@ def test_netem_probe_agrees_with_tc(pair: Pair) -> None:
 
 # -- the agent, as a process: SIGTERM, TTL, SIGKILL then --clear
 
-AGENT = [sys.executable, "-m", "netgap.fault.k8s_command", "--node-agent"]
+AGENT = [sys.executable, "-m", "netgap", "fault", "k8s", "--node-agent"]
 AGENT_FAULTS = ["--device", LEFT_DEV, "--rate", "1mbit", "--loss", "1%"]
 AGENT_SCOPE = ["--target", f"{RIGHT_IP}/32", "--target-port", "8801"]
 ROOT = Path(__file__).resolve().parents[3]
