@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         "--keep-logs", action="store_true", help="keep the processes' logs and stores"
     )
     args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        parser.exit(2, f"{parser.prog}: wrk not found: apt-get install wrk (Debian's package)\n")
     plan = QUICK if args.quick else FULL
     logs = Path(tempfile.mkdtemp(prefix="netgap-bench-"))
     started = time.monotonic()
