@@ -158,7 +158,8 @@ class _Connection(asyncio.Protocol):
     def send(
         self, head: bytes, body: bytes, phases: Phases, head_request: bool
     ) -> "asyncio.Future[RawResponse]":
-        assert self.transport is not None
+        if self.transport is None:  # the pool only sends on a connection it has made
+            raise RuntimeError("send() on a connection that is not connected")
         loop = asyncio.get_running_loop()
         self._reset_response()
         self._phases = phases

@@ -53,12 +53,11 @@ class ApiClient:
             keepalive_expiry_s=settings.keepalive_expiry_s,
         )
         self._client = httpx.AsyncClient(
-            transport=PhaseRecordingTransport(pool),
+            transport=telemetry.traced(PhaseRecordingTransport(pool)),
             timeout=httpx.Timeout(settings.timeout_s),
             # An in-cluster call: no proxies or .netrc from the environment.
             trust_env=False,
         )
-        telemetry.instrument_client(self._client)
 
     async def fetch(self) -> ApiReply:
         try:
