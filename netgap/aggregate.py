@@ -5,14 +5,17 @@ Memory is a few integers per trace and component, whatever the traces' size, so 
 traces aggregate comfortably.
 """
 
+import functools
 import math
 from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from netgap.breakdown import PHASES, TraceBreakdown
+from netgap.breakdown import NEW, PHASES, REUSED, Chain, TraceBreakdown, edge_name
+
+_NUMPY_FROM = 256  # values in a column before numpy sorts it
 
 QUANTILES = {"p50": 0.50, "p90": 0.90, "p99": 0.99}
 TOTAL = "total"
@@ -33,23 +36,74 @@ class _Columns:
     def __init__(self) -> None:
         self.count = 0
         self.values: dict[str, array[int]] = {}
+        # names -> their columns' appends, for rows that name every column (add_row)
+        self._appends: dict[tuple[str, ...], list[Callable[[int], None]]] = {}
 
     def add(self, parts: dict[str, int]) -> None:
         for name in parts:
             if name not in self.values:
                 self.values[name] = array("q", bytes(8 * self.count))
+                self._appends.clear()
         for name, column in self.values.items():
             column.append(parts.get(name, 0))
         self.count += 1
 
+    def appends(self, names: tuple[str, ...]) -> list[Callable[[int], None]] | None:
+        """The appends of the columns `names` (distinct) when they are all the columns there
+        are, in that order; else None."""
+        appends = self._appends.get(names)
+        if appends is None:
+            if len(names) != len(self.values) or not all(n in self.values for n in names):
+                return None
+            appends = self._appends[names] = [self.values[name].append for name in names]
+        return appends
+
+    def add_row(self, names: tuple[str, ...], row: Sequence[int]) -> None:
+        """As add(dict(zip(names, row))), with distinct names; fast when they are the columns
+        there are."""
+        appends = self.appends(names)
+        if appends is None:
+            self.add(dict(zip(names, row, strict=True)))
+            return
+        for append, ns in zip(appends, row, strict=True):
+            append(ns)
+        self.count += 1
+
     def stats(self) -> dict[str, dict[str, float | int]]:
-        out: dict[str, dict[str, float | int]] = {}
-        for name, column in self.values.items():
-            ordered = sorted(column)
-            out[name] = {key: quantile(ordered, q) for key, q in QUANTILES.items()}
-            out[name]["max"] = ordered[-1] if ordered else 0
-            out[name]["mean"] = sum(ordered) / len(ordered) if ordered else 0.0
+        return {name: _stats(column) for name, column in self.values.items()}
+
+
+@functools.cache
+def _numpy() -> Any:
+    """numpy, or None: netgap's dependencies leave it out (the plot extra brings it)."""
+    try:
+        import numpy  # only when a long column is summed up
+
+        return numpy
+    except ImportError:  # pragma: no cover - depends on the installation
+        return None
+
+
+def _stats(column: "array[int]") -> dict[str, float | int]:
+    """The quantiles, max and mean of one column (numpy sorts a long one, when installed;
+    the numbers are the same either way)."""
+    out: dict[str, float | int]
+    count = len(column)
+    np = _numpy() if count >= _NUMPY_FROM else None
+    if np is None:
+        ordered = sorted(column)
+        out = {key: quantile(ordered, q) for key, q in QUANTILES.items()}
+        out["max"] = ordered[-1] if ordered else 0
+        out["mean"] = sum(ordered) / count if ordered else 0.0
         return out
+    values = np.sort(np.frombuffer(column.tobytes(), dtype=np.int64))
+    out = {key: int(values[max(1, math.ceil(q * count)) - 1]) for key, q in QUANTILES.items()}
+    low, high = int(values[0]), int(values[-1])
+    out["max"] = high
+    # int64 sums exactly while no partial sum can pass 2**63; else Python's sum
+    total = int(values.sum()) if max(-low, high) < 2**63 // count else sum(column)
+    out["mean"] = total / count
+    return out
 
 
 @dataclass
@@ -74,13 +128,18 @@ class Aggregate:
         self.warning_counts: Counter[str] = Counter()
         self.warning_examples: list[str] = []
         self.traces_with_warnings = 0
+        # (caller, callee) -> a Chain's column names and edge, made once
+        self._chain_names: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {}
 
-    def add_all(self, breakdowns: Iterable[TraceBreakdown]) -> "Aggregate":
+    def add_all(self, breakdowns: Iterable[TraceBreakdown | Chain]) -> "Aggregate":
         for breakdown in breakdowns:
             self.add(breakdown)
         return self
 
-    def add(self, b: TraceBreakdown) -> None:
+    def add(self, b: TraceBreakdown | Chain) -> None:
+        if isinstance(b, Chain):
+            self._add_chain(b)
+            return
         parts = b.components()
         if sum(parts.values()) != b.total_ns:
             self.identity_violations += 1  # cannot happen by construction; checked anyway
@@ -106,6 +165,54 @@ class Aggregate:
                 self.warning_counts[_warning_kind(warning)] += 1
                 if len(self.warning_examples) < _MAX_WARNING_EXAMPLES:
                     self.warning_examples.append(f"trace {b.trace_id}: {warning}")
+
+    def _add_chain(self, c: Chain) -> None:
+        """As add(c.breakdown()), without building it."""
+        trace_id, start, total, caller, callee, own, remote, served, connection, phases, warn = c
+        names = self._chain_names.get((caller, callee))
+        if names is None:
+            edge = edge_name(caller, callee)
+            columns: tuple[str, ...] = (f"{caller} self", f"{edge} remote", f"{callee} self", TOTAL)
+            names = self._chain_names[(caller, callee)] = (columns, edge)
+        columns, edge = names
+        if own + remote + served != total:
+            self.identity_violations += 1  # cannot happen by construction; checked anyway
+        self.traces += 1
+        first = self.first_start_ns  # as add's min(first or start, start), max(...)
+        if not first or start < first:
+            self.first_start_ns = start
+        last = self.last_start_ns
+        if not last or start > last:
+            self.last_start_ns = start
+        row = (own, remote, served, total)
+        appends = self.columns.appends(columns)
+        if appends is None:
+            self.columns.add_row(columns, row)
+        else:  # add_row, unrolled: the hot path of a store's breakdown
+            appends[0](own)
+            appends[1](remote)
+            appends[2](served)
+            appends[3](total)
+            self.columns.count += 1
+        if self.bucket_ns:
+            bucket = start - start % self.bucket_ns
+            self.buckets.setdefault(bucket, _Columns()).add_row(columns, row)
+        facts = self.edges.get(edge)
+        if facts is None:
+            facts = self.edges[edge] = _Edge()
+        facts.calls += 1
+        if connection == REUSED:
+            facts.reused_connections += 1
+        elif connection == NEW:
+            facts.new_connections += 1
+        if phases is not None:
+            facts.phases.add_row(PHASES, phases)
+        if warn:
+            self.traces_with_warnings += 1
+            for warning in warn:
+                self.warning_counts[_warning_kind(warning)] += 1
+                if len(self.warning_examples) < _MAX_WARNING_EXAMPLES:
+                    self.warning_examples.append(f"trace {trace_id}: {warning}")
 
     def summary(self) -> dict[str, Any]:
         """Everything the report shows, in integer nanoseconds (means as floats)."""

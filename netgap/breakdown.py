@@ -16,12 +16,21 @@ For one trace, with T the root span's duration:
 Where the CLIENT span carries the web tier's connection-phase events (`connect`,
 `request sent`, `first byte`, `body done`), the remote time splits further into
 connect + request + waiting + response + other, which again adds up exactly.
+
+`break_down` takes any trace. `break_down_chain` is its fast path for the shape nearly every
+trace of a two-tier system has (one SERVER root, one CLIENT call beneath it in the root's
+service, one span of another service serving that call), read from lean span rows rather
+than decoded spans; it gives None for any other shape, and then `break_down` is the answer.
 """
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
+
+from netgap.collector.otlp_proto import value as pb_value
 from netgap.model import CLIENT, SERVER, Span
 
 PHASES = ("connect", "request", "waiting", "response", "other")
@@ -131,13 +140,7 @@ def _attribute(trace: _Trace, entry: Span, result: TraceBreakdown) -> None:
             continue
         remote = call.duration_ns - server.duration_ns
         if remote < 0:
-            # Not possible for the exchange itself; seen on loopback by microseconds when the
-            # server ends its span after the response is already out (post-send work).
-            result.warnings.append(
-                f"{edge}: server span {server.span_id} outlasts its client span "
-                f"{call.span_id} by {-remote} ns (remote time < 0: the server closed its span "
-                "after answering, or a clock stepped)"
-            )
+            result.warnings.append(_outlasts(edge, server.span_id, call.span_id, remote))
         result.charge(result.remote_ns, edge, remote, "remote")
         _add_phases(call, server, edge, result)
         _attribute(trace, server, result)
@@ -189,23 +192,190 @@ def _peer_name(call: Span) -> str:
 
 def _add_phases(call: Span, server: Span, edge: str, result: TraceBreakdown) -> None:
     times = {event.name: event.time_ns for event in call.events}
-    reused = call.attributes.get("netgap.connection.reused")
-    if reused is True:
+    connection = _connection(call.attributes.get("netgap.connection.reused"), times)
+    if connection == REUSED:
         result.reused_connections[edge] = result.reused_connections.get(edge, 0) + 1
-    elif reused is False or "connect" in times:
+    elif connection == NEW:
         result.new_connections[edge] = result.new_connections.get(edge, 0) + 1
-    if not all(name in times for name in ("request sent", "first byte", "body done")):
+    parts = _phases(call.start_ns, call.end_ns, server.duration_ns, times)
+    if parts is None:
         return
-    connected = times.get("connect", call.start_ns)
-    parts = {
-        "connect": connected - call.start_ns,
-        "request": times["request sent"] - connected,
+    into = result.phases_ns.setdefault(edge, dict.fromkeys(PHASES, 0))
+    for phase, ns in zip(PHASES, parts, strict=True):
+        into[phase] += ns
+
+
+# What a call's connection was: reused, new, or not known.
+REUSED, NEW, UNKNOWN = 1, 0, -1
+
+
+def _connection(reused: Any, times: dict[str, int]) -> int:
+    if reused is True:
+        return REUSED
+    if reused is False or "connect" in times:
+        return NEW
+    return UNKNOWN
+
+
+def _phases(
+    start_ns: int, end_ns: int, server_ns: int, times: dict[str, int]
+) -> tuple[int, int, int, int, int] | None:
+    """connect, request, waiting, response, other (PHASES), or None without the events."""
+    if "request sent" not in times or "first byte" not in times or "body done" not in times:
+        return None
+    connected = times.get("connect", start_ns)
+    sent, first, done = times["request sent"], times["first byte"], times["body done"]
+    return (
+        connected - start_ns,
+        sent - connected,
         # the server's own time happens inside this window; what is left is the network
         # and the callee's untraced work (parsing, queueing) both ways
-        "waiting": times["first byte"] - times["request sent"] - server.duration_ns,
-        "response": times["body done"] - times["first byte"],
-        "other": call.end_ns - times["body done"],
-    }
-    into = result.phases_ns.setdefault(edge, dict.fromkeys(PHASES, 0))
-    for phase, ns in parts.items():
-        into[phase] += ns
+        first - sent - server_ns,
+        done - first,
+        end_ns - done,
+    )
+
+
+# -- the fast path: one SERVER root, one call, one server span ---------------------------------
+
+# A span as the fast path reads it: the store's trace seq (unused), span id, parent span id,
+# service, kind, start, end, and the OTLP protobuf body (opentelemetry.proto.trace.v1.Span),
+# needed of CLIENT spans only.
+LeanSpan = tuple[int, str, str, str, int, int, int, bytes | None]
+
+_REUSED_KEY = "netgap.connection.reused"
+
+
+class Chain(NamedTuple):
+    """The breakdown of a trace of the common shape, as break_down would give it: the root's
+    service (caller) spent caller_self_ns, its one call to callee took remote_ns beyond the
+    callee's server span, and the callee spent callee_self_ns (its whole server span)."""
+
+    trace_id: str
+    start_ns: int
+    total_ns: int
+    caller: str
+    callee: str
+    caller_self_ns: int
+    remote_ns: int
+    callee_self_ns: int
+    connection: int  # REUSED, NEW or UNKNOWN
+    phases_ns: tuple[int, int, int, int, int] | None  # in PHASES' order
+    warnings: tuple[str, ...] = ()
+
+    def breakdown(self) -> TraceBreakdown:
+        """The same breakdown as a TraceBreakdown."""
+        edge = edge_name(self.caller, self.callee)
+        result = TraceBreakdown(
+            trace_id=self.trace_id,
+            start_ns=self.start_ns,
+            total_ns=self.total_ns,
+            root_service=self.caller,
+            self_ns={self.caller: self.caller_self_ns, self.callee: self.callee_self_ns},
+            remote_ns={edge: self.remote_ns},
+            calls={edge: 1},
+            warnings=list(self.warnings),
+            order=[f"{self.caller} self", f"{edge} remote", f"{self.callee} self"],
+        )
+        if self.phases_ns is not None:
+            result.phases_ns[edge] = dict(zip(PHASES, self.phases_ns, strict=True))
+        if self.connection == REUSED:
+            result.reused_connections[edge] = 1
+        elif self.connection == NEW:
+            result.new_connections[edge] = 1
+        return result
+
+
+def break_down_chain(trace_id: str, spans: Sequence[LeanSpan]) -> Chain | None:
+    """break_down's answer for a trace of the common shape, else None (ask break_down):
+    exactly one root, a SERVER span; exactly one CLIENT span in the whole trace, of the root's
+    service and beneath the root through spans of that service only; exactly one span whose
+    parent is that call, of another service; no data-quality warning but a server outlasting
+    its client.
+
+    `spans` are all the trace's spans, or only its roots, its CLIENT spans and their children
+    (what the store reads): other spans (say the callee's internal ones) cannot change
+    break_down's answer for a trace of this shape, as with no other CLIENT span there is no
+    other call to charge; and without them a call that is not the root's child looks like a
+    second root, so the answer is None, as it must be when the spans between cannot be
+    checked. The hot path of Store.find_breakdowns: keep it lean."""
+    ids: dict[str, LeanSpan] = {}
+    client = None
+    for span in spans:
+        ids[span[1]] = span
+        if span[4] == CLIENT:
+            if client is not None:
+                return None
+            client = span
+    if client is None or len(ids) != len(spans):
+        return None
+    call_id = client[1]
+    root = server = None
+    for span in spans:
+        parent = span[2]
+        if parent not in ids:
+            if root is not None:
+                return None
+            root = span
+        elif parent == call_id:
+            if server is not None:
+                return None
+            server = span
+    if root is None or server is None or root[4] != SERVER:
+        return None
+    caller = root[3]
+    callee = server[3]
+    if client[3] != caller or callee == caller:
+        return None
+    parent = client[2]
+    root_id = root[1]
+    if parent != root_id:  # up from the call to the root, through the root's service only
+        for _ in spans:
+            above = ids[parent]  # not the root: every span but the root has its parent here
+            if above[3] != caller:
+                return None
+            parent = above[2]
+            if parent == root_id:
+                break
+        else:
+            return None  # a cycle
+    total = root[6] - root[5]
+    call_ns = client[6] - client[5]
+    server_ns = server[6] - server[5]
+    if total < call_ns or server_ns < 0:
+        return None  # break_down warns of these
+    times: dict[str, int] = {}
+    reused: Any = None
+    body = client[7]
+    if body:
+        pb = PbSpan.FromString(body)
+        for event in pb.events:
+            times[event.name] = event.time_unix_nano
+        for kv in reversed(pb.attributes):  # the last of a repeated key is the one kept
+            if kv.key == _REUSED_KEY:
+                reused = pb_value(kv.value)
+                break
+    remote = call_ns - server_ns
+    return Chain(
+        trace_id,
+        root[5],
+        total,
+        caller,
+        callee,
+        total - call_ns,
+        remote,
+        server_ns,
+        _connection(reused, times),
+        _phases(client[5], client[6], server_ns, times),
+        (_outlasts(edge_name(caller, callee), server[1], call_id, remote),) if remote < 0 else (),
+    )
+
+
+def _outlasts(edge: str, server_span_id: str, call_span_id: str, remote: int) -> str:
+    # Not possible for the exchange itself; seen on loopback by microseconds when the
+    # server ends its span after the response is already out (post-send work).
+    return (
+        f"{edge}: server span {server_span_id} outlasts its client span "
+        f"{call_span_id} by {-remote} ns (remote time < 0: the server closed its span "
+        "after answering, or a clock stepped)"
+    )

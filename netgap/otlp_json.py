@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from netgap.model import Event, Span
+from netgap.model import CLIENT, Event, Span
 
 _HEX = re.compile(r"^[0-9a-fA-F]*$")
 
@@ -111,7 +111,10 @@ def attributes(items: Any) -> dict[str, Any]:
     }
 
 
-def spans_from_json(document: Any) -> list[Span]:
+def spans_from_json(document: Any, *, lean: bool = False) -> list[Span]:
+    """The spans of an OTLP/JSON document (or Jaeger's api_v3 `{"result": ...}`). `lean`: only
+    what a breakdown reads, the attributes and events of CLIENT spans (every span's ids, times,
+    kind, name and status are read and checked all the same)."""
     if not isinstance(document, Mapping):
         raise OtlpJsonError("expected a JSON object")
     if "result" in document:
@@ -131,26 +134,35 @@ def spans_from_json(document: Any) -> list[Span]:
             ss = _object(ss, ss_where)
             scope = _object(_get(ss, "scope"), f"{ss_where}.scope")
             for index, raw in enumerate(_list(_get(ss, "spans"), f"{ss_where}.spans")):
-                spans.append(_span(raw, f"{ss_where}.spans[{index}]", service, resource, scope))
+                spans.append(
+                    _span(raw, f"{ss_where}.spans[{index}]", service, resource, scope, lean)
+                )
     return spans
 
 
 def _span(
-    raw: Any, where: str, service: str, resource: dict[str, Any], scope: Mapping[str, Any]
+    raw: Any,
+    where: str,
+    service: str,
+    resource: dict[str, Any],
+    scope: Mapping[str, Any],
+    lean: bool = False,
 ) -> Span:
     if not isinstance(raw, Mapping):
         raise OtlpJsonError(f"{where} must be an object")
     status = _object(_get(raw, "status"), f"{where}.status")
+    kind = _int(_get(raw, "kind"), f"{where}.kind", default=0)
+    full = not lean or kind == CLIENT
     return Span(
         trace_id=_id(_get(raw, "traceId"), 16, f"{where}.traceId"),
         span_id=_id(_get(raw, "spanId"), 8, f"{where}.spanId"),
         parent_span_id=_id(_get(raw, "parentSpanId"), 8, f"{where}.parentSpanId", optional=True),
         name=str(_get(raw, "name", "")),
-        kind=_int(_get(raw, "kind"), f"{where}.kind", default=0),
+        kind=kind,
         start_ns=_int(_get(raw, "startTimeUnixNano"), f"{where}.startTimeUnixNano", default=0),
         end_ns=_int(_get(raw, "endTimeUnixNano"), f"{where}.endTimeUnixNano", default=0),
         service=service,
-        attributes=attributes(_get(raw, "attributes", [])),
+        attributes=attributes(_get(raw, "attributes", [])) if full else {},
         resource=resource,
         events=tuple(
             Event(
@@ -160,7 +172,9 @@ def _span(
             )
             for e in _list(_get(raw, "events"), f"{where}.events")
             if isinstance(e, Mapping)
-        ),
+        )
+        if full
+        else (),
         status_code=_int(_get(status, "code"), f"{where}.status.code", default=0),
         status_message=str(_get(status, "message", "") or ""),
         scope_name=str(_get(scope, "name", "") or ""),

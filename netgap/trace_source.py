@@ -73,8 +73,12 @@ class JaegerQuery:
         body = self._get(f"/api/v3/traces/{trace_id}", {"raw_traces": "true"})
         return self._spans(body)
 
-    def search(self, service: str, start_ns: int, end_ns: int) -> dict[str, list[Span]]:
-        """Traces with a span of `service` starting in [start_ns, end_ns), by trace id."""
+    def search(
+        self, service: str, start_ns: int, end_ns: int, *, lean: bool = False
+    ) -> dict[str, list[Span]]:
+        """Traces with a span of `service` starting in [start_ns, end_ns), by trace id.
+        `lean`: only the attributes and events of CLIENT spans are decoded, all a breakdown
+        reads (otlp_json.spans_from_json)."""
         params = {
             "query.service_name": service,
             "query.start_time_min": format_rfc3339_ns(start_ns),
@@ -83,7 +87,7 @@ class JaegerQuery:
             "query.raw_traces": "true",
         }
         grouped: dict[str, list[Span]] = defaultdict(list)
-        for span in self._spans(self._get("/api/v3/traces", params)):
+        for span in self._spans(self._get("/api/v3/traces", params), lean=lean):
             grouped[span.trace_id].append(span)
         return dict(grouped)
 
@@ -95,17 +99,19 @@ class JaegerQuery:
         *,
         slice_ns: int = 60_000_000_000,
         limit: int | None = None,
+        lean: bool = False,
     ) -> Iterator[list[Span]]:
         """Every trace of `service` in the window, oldest slice first, each once.
 
         The window is read in slices so that memory stays bounded and no single search hits
-        the store's cap; a slice that comes back full is split until it does not."""
+        the store's cap; a slice that comes back full is split until it does not. `lean`: as
+        in search."""
         seen: set[str] = set()
         sent = 0
         pending = [(start_ns, min(start_ns + slice_ns, end_ns))]
         while pending and (limit is None or sent < limit):
             lo, hi = pending.pop(0)
-            found = self.search(service, lo, hi)
+            found = self.search(service, lo, hi, lean=lean)
             if len(found) >= self.per_query and hi - lo > MIN_SLICE_NS:
                 mid = lo + (hi - lo) // 2
                 pending[:0] = [(lo, mid), (mid, hi)]
@@ -121,11 +127,11 @@ class JaegerQuery:
             if not pending and hi < end_ns:
                 pending.append((hi, min(hi + slice_ns, end_ns)))
 
-    def _spans(self, body: Any | None) -> list[Span]:
+    def _spans(self, body: Any | None, *, lean: bool = False) -> list[Span]:
         if body is None:
             return []
         try:
-            return spans_from_json(body)
+            return spans_from_json(body, lean=lean)
         except OtlpJsonError as exc:
             raise TraceSourceError(f"{self.base_url} sent traces we cannot read: {exc}") from exc
 

@@ -15,6 +15,11 @@ ingest; its resource and instrumentation scope (the same for every span of a pro
 stored once, in `scopes`. `operations` lists each (service, span name, kind) seen, so listing
 services and operations never scans the spans.
 
+Reading. `find_traces` gives whole spans (every body and resource decoded), as the query API
+must. `find_breakdowns` is the lean read for breakdowns: only the columns they need, the body
+of CLIENT spans alone, no resource at all; netgap.breakdown.break_down_chain breaks down a trace
+of the common shape from that, anything else is read whole and given to break_down.
+
 Retention is by the time the collector first received a trace, as Jaeger's memory store is a
 ring buffer of traces in arrival order: --max-spans drops the earliest received traces until
 the spans fit, --max-age those first received longer ago than that. Span timestamps play no
@@ -27,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -35,6 +40,7 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
+from netgap.breakdown import Chain, LeanSpan, TraceBreakdown, break_down, break_down_chain
 from netgap.collector.otlp_proto import attributes, span_to_pb
 from netgap.errors import NetgapError
 from netgap.model import KIND_NAMES, Event, Span
@@ -44,6 +50,8 @@ APPLICATION_ID = 0x6E676170  # "ngap": marks the file as ours
 DEFAULT_SEARCH_LIMIT = 100  # Jaeger's default query.searchDepth (v2.20)
 _EVICT_BATCH = 1000  # traces dropped per transaction, so ingest is never held up for long
 _CACHE_LIMIT = 10_000  # entries in each in-memory scope cache before it starts afresh
+_LEAN_BATCH = 2000  # traces read per query by find_breakdowns
+_NO_LIMIT = 2**62
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS traces (
@@ -127,6 +135,20 @@ RETURNING id
 _SELECT_SPANS = """
 SELECT trace_seq, span_id, parent_span_id, service, name, kind, start_ns, end_ns, scope_id, body
 FROM spans"""
+# What break_down_chain reads of a trace (LeanSpans): its roots, its CLIENT spans (kind 3) with
+# their bodies, and the children of CLIENT spans; no other span can change its answer. For the
+# traces whose seqs are in a JSON list, or (quicker, for a dense batch) in a range.
+_LEAN_IN = """
+SELECT s.trace_seq, s.span_id, s.parent_span_id, s.service, s.kind, s.start_ns, s.end_ns,
+       iif(s.kind = 3, s.body, NULL)
+FROM spans s LEFT JOIN spans p ON p.trace_seq = s.trace_seq AND p.span_id = s.parent_span_id
+WHERE (p.kind IS NULL OR p.kind = 3 OR s.kind = 3)
+  AND s.trace_seq IN (SELECT value FROM json_each(?))"""
+_LEAN_RANGE = """
+SELECT s.trace_seq, s.span_id, s.parent_span_id, s.service, s.kind, s.start_ns, s.end_ns,
+       iif(s.kind = 3, s.body, NULL)
+FROM spans s LEFT JOIN spans p ON p.trace_seq = s.trace_seq AND p.span_id = s.parent_span_id
+WHERE (p.kind IS NULL OR p.kind = 3 OR s.kind = 3) AND s.trace_seq BETWEEN ? AND ?"""
 _SELECT_SUMMARIES = """
 SELECT trace_id, root_service, root_name, start_ns, end_ns, span_count FROM traces"""
 
@@ -508,6 +530,62 @@ class Store:
                 for span in self._trace_spans(cur, seq, trace_id)
             ]
 
+    def find_breakdowns(
+        self, query: TraceQuery, *, oldest_first: bool = False
+    ) -> Iterator[TraceBreakdown | Chain]:
+        """The breakdown of each of up to `query.limit` matching traces, in find_traces'
+        order (the most recent first) or, with `oldest_first`, the earliest-starting first
+        (then `query.limit` counts from the earliest); exactly what break_down gives for the
+        spans find_traces returns, with no span decoded for a trace of the common shape.
+
+        Reads only the columns the breakdown needs, and the protobuf body of CLIENT spans
+        alone (their events and connection attribute): break_down_chain breaks such a trace
+        down; any other shape (several roots, a missing server span, nested calls, a
+        data-quality warning) is read in full and given to break_down. One read snapshot,
+        held until the iterator is exhausted or closed."""
+        with self._reading() as cur:
+            if oldest_first:
+                found = self._find(cur, replace(query, limit=_NO_LIMIT))
+                starts = self._starts(cur, list(found))
+                seqs = sorted(found, key=starts.__getitem__)[: max(query.limit, 0)]
+            else:
+                found = self._find(cur, query)
+                seqs = list(found)
+            for i in range(0, len(seqs), _LEAN_BATCH):
+                batch = seqs[i : i + _LEAN_BATCH]
+                rows: dict[int, list[LeanSpan]] = {seq: [] for seq in batch}
+                low, high = min(batch), max(batch)
+                if high - low < 2 * len(batch):  # one range, and a few traces not asked for
+                    for span in cur.execute(_LEAN_RANGE, (low, high)).fetchall():
+                        found_rows = rows.get(span[0])
+                        if found_rows is not None:
+                            found_rows.append(span)
+                else:
+                    for span in cur.execute(_LEAN_IN, (_dumps(batch),)).fetchall():
+                        rows[span[0]].append(span)
+                for seq in batch:
+                    trace_id = found[seq]
+                    chain = break_down_chain(trace_id, rows[seq])
+                    if chain is not None:
+                        yield chain
+                        continue
+                    breakdown = break_down(self._trace_spans(cur, seq, trace_id))
+                    if breakdown is not None:
+                        yield breakdown
+
+    def _starts(self, cur: sqlite3.Cursor, seqs: list[int]) -> dict[int, int]:
+        """seq -> the trace's start (its earliest span's)."""
+        starts: dict[int, int] = {}
+        for i in range(0, len(seqs), _LEAN_BATCH):
+            starts.update(
+                cur.execute(
+                    "SELECT seq, start_ns FROM traces"
+                    " WHERE seq IN (SELECT value FROM json_each(?))",
+                    (_dumps(seqs[i : i + _LEAN_BATCH]),),
+                ).fetchall()
+            )
+        return starts
+
     def recent_traces(self, limit: int, service: str | None = None) -> list[TraceSummary]:
         """Summaries of the `limit` latest-starting traces (that have a span of `service`)."""
         with self._reading() as cur:
@@ -553,8 +631,9 @@ class Store:
                 # The service's spans, newest first by index, until `limit` traces match.
                 where.append("service = ?")
                 params.append(query.service)
-                scan.execute(_spans_where(where), params)
-                candidates: Iterator[tuple[int, Any]] = ((row[0], row) for row in scan)
+                # Without attributes to test, the trace is all a match needs: the index has it.
+                scan.execute(_spans_where(where, lean=not query.attributes), params)
+                candidates: Iterator[Sequence[Any]] = scan
             else:
                 # No index for that: walk the traces that overlap the window, newest first,
                 # and look for a matching span in each.
@@ -564,10 +643,11 @@ class Store:
                     (query.start_max_ns, query.start_min_ns),
                 )
                 candidates = (
-                    (seq, row)
+                    row
                     for (seq,) in scan
                     for row in cur.execute(
-                        _spans_where(["trace_seq = ?", *where]), (seq, *params)
+                        _spans_where(["trace_seq = ?", *where], lean=not query.attributes),
+                        (seq, *params),
                     ).fetchall()
                 )
             return self._first_matches(cur, candidates, query)
@@ -575,22 +655,34 @@ class Store:
             scan.close()
 
     def _first_matches(
-        self, cur: sqlite3.Cursor, candidates: Iterator[tuple[int, Any]], query: TraceQuery
+        self, cur: sqlite3.Cursor, candidates: Iterator[Sequence[Any]], query: TraceQuery
     ) -> dict[int, str]:
-        found: dict[int, str] = {}
+        """`candidates`: span rows, trace seq first (whole _SELECT_SPANS rows when the query
+        has attributes to test)."""
+        seqs: dict[int, None] = {}
         scopes: dict[int, tuple[dict[str, Any], str, str]] = {}
-        for seq, row in candidates:
-            if seq in found:
+        limit = query.limit
+        for row in candidates:
+            seq = row[0]
+            if seq in seqs:
                 continue
             if query.attributes:
                 span = self._span(cur, "", row, scopes)
                 if not _matches_attributes(span, query.attributes):
                     continue
-            (found[seq],) = cur.execute(
-                "SELECT trace_id FROM traces WHERE seq = ?", (seq,)
-            ).fetchone()
-            if len(found) >= query.limit:
+            seqs[seq] = None
+            if len(seqs) >= limit:
                 break
+        found = dict.fromkeys(seqs, "")
+        order = list(seqs)
+        for i in range(0, len(order), _LEAN_BATCH):
+            found.update(
+                cur.execute(
+                    "SELECT seq, trace_id FROM traces"
+                    " WHERE seq IN (SELECT value FROM json_each(?))",
+                    (_dumps(order[i : i + _LEAN_BATCH]),),
+                ).fetchall()
+            )
         return found
 
     def _trace_spans(self, cur: sqlite3.Cursor, seq: int, trace_id: str) -> list[Span]:
@@ -746,9 +838,10 @@ def _note(
         agg[2:] = [has_parent, start, service, name]
 
 
-def _spans_where(where: Sequence[str]) -> str:
+def _spans_where(where: Sequence[str], *, lean: bool = False) -> str:
     # Fixed fragments only; every value is a bound parameter.
-    return f"{_SELECT_SPANS} WHERE {' AND '.join(where)} ORDER BY start_ns DESC"
+    select = "SELECT trace_seq FROM spans" if lean else _SELECT_SPANS
+    return f"{select} WHERE {' AND '.join(where)} ORDER BY start_ns DESC"
 
 
 def _matches_attributes(span: Span, wanted: Mapping[str, str]) -> bool:

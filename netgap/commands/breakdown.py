@@ -1,10 +1,13 @@
 """Split each request's time into web, remote calls and API, per trace and over time.
 
 Reads traces over Jaeger's query API v3 (a Jaeger 2.x, or `netgap collect`) for a service and
-a window, and reports per component (each service's self time, each edge's remote time) the
-p50/p90/p99/max of per-trace values, exactly: per trace, total = selves + remotes.
+a window, or straight from the SQLite file of a `netgap collect` on this machine (--store, much
+faster: only the columns a breakdown needs are read), and reports per component (each
+service's self time, each edge's remote time) the p50/p90/p99/max of per-trace values,
+exactly: per trace, total = selves + remotes.
 
   netgap breakdown --since 15m
+  netgap breakdown --since 15m --store .netgap/traces.db
   netgap breakdown --since 5m --bucket 10s --plot breakdown.png
   netgap breakdown --since 5m --baseline before.json      # what moved, in words
   netgap breakdown --start 2026-11-25T12:00:00Z --end 2026-11-25T12:15:00Z --json
@@ -14,21 +17,31 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from netgap.aggregate import Aggregate
 from netgap.argtypes import positive_int
-from netgap.breakdown import break_down
+from netgap.breakdown import Chain, TraceBreakdown, break_down
+from netgap.collector.store import Store, TraceQuery
 from netgap.errors import UsageError
+from netgap.model import Span
 from netgap.report import csv_text, diagnosis, plot, table
 from netgap.timeparse import duration_arg, time_arg
 from netgap.trace_source import DEFAULT_SOURCE, JaegerQuery
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--source", default=DEFAULT_SOURCE, help=f"query API base URL ({DEFAULT_SOURCE})"
+    )
+    where.add_argument(
+        "--store",
+        type=Path,
+        metavar="FILE.db",
+        help="read the trace store of a `netgap collect` on this machine (its --db) instead",
     )
     parser.add_argument("--service", default="webtier", help="the entry service (webtier)")
     window = parser.add_argument_group("window (default: the last 15 minutes)")
@@ -52,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     bucket_ns = args.bucket or (
         max((end_ns - start_ns) // 60, 1_000_000_000) if args.plot else None
     )
-    with JaegerQuery(args.source) as source:
+    with _open_source(args) as source:
         report = build_report(source, args.service, start_ns, end_ns, bucket_ns, args.limit)
         if args.baseline:
             baseline = _baseline(source, args)
@@ -71,27 +84,64 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_source(args: argparse.Namespace) -> JaegerQuery | Store:
+    if args.store is None:
+        return JaegerQuery(args.source)
+    if not args.store.is_file():
+        raise UsageError(f"--store {args.store}: no such file (the --db of `netgap collect`)")
+    return Store(args.store)
+
+
 def build_report(
-    source: JaegerQuery,
+    source: JaegerQuery | Store,
     service: str,
     start_ns: int,
     end_ns: int,
     bucket_ns: int | None = None,
     limit: int | None = None,
 ) -> dict[str, Any]:
+    """The report of the traces with a span of `service` starting in [start_ns, end_ns), the
+    earliest-starting first (`limit`: at most that many), read over the query API or, from a
+    local Store, with its lean read (Store.find_breakdowns): the same numbers either way."""
     aggregate = Aggregate(bucket_ns)
-    for spans in source.traces(service, start_ns, end_ns, limit=limit):
-        breakdown = break_down(spans)
-        if breakdown is not None:
-            aggregate.add(breakdown)
+    aggregate.add_all(breakdowns(source, service, start_ns, end_ns, limit))
     return {
-        "source": source.base_url,
+        "source": source.base_url if isinstance(source, JaegerQuery) else str(source.path),
         "service": service,
         "start_ns": start_ns,
         "end_ns": end_ns,
         "bucket_ns": bucket_ns,
         "summary": aggregate.summary(),
     }
+
+
+def breakdowns(
+    source: JaegerQuery | Store,
+    service: str,
+    start_ns: int,
+    end_ns: int,
+    limit: int | None = None,
+) -> Iterable[TraceBreakdown | Chain]:
+    """The breakdown of every trace build_report reports on, in the order it adds them."""
+    if isinstance(source, Store):
+        query = TraceQuery(
+            start_min_ns=start_ns,
+            start_max_ns=end_ns,
+            service=service,
+            limit=_UNLIMITED if limit is None else limit,
+        )
+        return source.find_breakdowns(query, oldest_first=True)
+    return _broken_down(source.traces(service, start_ns, end_ns, limit=limit, lean=True))
+
+
+def _broken_down(traces: Iterable[list[Span]]) -> Iterator[TraceBreakdown]:
+    for spans in traces:
+        breakdown = break_down(spans)
+        if breakdown is not None:
+            yield breakdown
+
+
+_UNLIMITED = 2**62
 
 
 def _window(args: argparse.Namespace) -> tuple[int, int]:
@@ -104,7 +154,7 @@ def _window(args: argparse.Namespace) -> tuple[int, int]:
     return start_ns, end_ns
 
 
-def _baseline(source: JaegerQuery, args: argparse.Namespace) -> dict[str, Any]:
+def _baseline(source: JaegerQuery | Store, args: argparse.Namespace) -> dict[str, Any]:
     text: str = args.baseline
     if ".." in text and not Path(text).exists():
         lo, _, hi = text.partition("..")
