@@ -36,7 +36,8 @@ class _Sink(asyncio.Protocol):
             if len(self.buffer) < end + 4 + length:
                 return
             del self.buffer[: end + 4 + length]
-            assert self.transport is not None
+            if self.transport is None:
+                raise RuntimeError("data arrived before the connection was made")
             self.transport.write(_OK)
 
 

@@ -68,7 +68,8 @@ class Proc:
 
     @property
     def pid(self) -> int:
-        assert self.proc is not None
+        if self.proc is None:
+            raise RuntimeError(f"{self.name} was not started")
         return self.proc.pid
 
     @property
@@ -86,7 +87,7 @@ class Proc:
 
         self.logs.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
+            self.proc = subprocess.Popen(  # noqa: S603 (our own modules, an argv, no shell)
                 [sys.executable, "-m", *self.args],
                 env={**os.environ, **self.env},
                 stdout=out,
@@ -99,7 +100,8 @@ class Proc:
     def wait_healthy(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            assert self.proc is not None
+            if self.proc is None:
+                raise RuntimeError(f"{self.name} was not started")
             if self.proc.poll() is not None:
                 code = self.proc.returncode
                 raise RuntimeError(f"{self.name} exited with {code}; see {self.log}")

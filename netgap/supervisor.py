@@ -52,7 +52,7 @@ class Child:
 
     def start(self) -> None:
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
-            self.proc = subprocess.Popen(
+            self.proc = subprocess.Popen(  # noqa: S603 (our own modules, an argv, no shell)
                 [sys.executable, "-m", *self.args],
                 env={**os.environ, **self.env},
                 stdout=out,
@@ -123,7 +123,8 @@ def pin_apart(api: Child, client_side: list[Child]) -> dict[str, list[int]] | No
 
 def _set_affinity(child: Child, cores: set[int]) -> None:
     """Every thread of the child, those started already included."""
-    assert child.proc is not None
+    if child.proc is None:
+        raise RuntimeError(f"{child.name} was not started")
     with suppress(OSError):  # a thread that ended meanwhile
         for tid in os.listdir(f"/proc/{child.proc.pid}/task"):
             with suppress(OSError):

@@ -89,7 +89,8 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
+    if not isinstance(exc, HTTPException):  # registered for HTTPException only
+        raise exc
     message = exc.detail
     if exc.status_code == 404:
         message = f"no {request.url.path}; the faults are at {FAULTS_PATH}"

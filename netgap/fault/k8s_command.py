@@ -330,7 +330,7 @@ def _selected_pods(selector: str, namespace: str, dry_run: bool) -> list[str]:
     if dry_run:
         print(shlex.join(call.argv))
         return ["POD"]
-    listed = subprocess.run(
+    listed = subprocess.run(  # noqa: S603 (kubectl with the argv we built, no shell)
         [_kubectl_path(), *call.argv[1:]], capture_output=True, text=True, check=False
     )
     if listed.returncode != 0:
@@ -349,7 +349,9 @@ def _kubectl(calls: Sequence[k8s.KubectlCall], dry_run: bool) -> None:
         return
     kubectl = _kubectl_path()
     for call in calls:
-        done = subprocess.run([kubectl, *call.argv[1:]], input=call.stdin, text=True, check=False)
+        done = subprocess.run(  # noqa: S603 (kubectl with the argv we built, no shell)
+            [kubectl, *call.argv[1:]], input=call.stdin, text=True, check=False
+        )
         if done.returncode != 0:
             raise NetgapError(f"{shlex.join(call.argv)} failed (exit {done.returncode})")
 

@@ -391,7 +391,7 @@ def is_netem_missing(tc_stderr: str) -> bool:
 
 def run_command(argv: Argv) -> "subprocess.CompletedProcess[str]":
     try:
-        return subprocess.run(
+        return subprocess.run(  # noqa: S603 (tc/ip argv built by this module, no shell)
             argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False
         )
     except FileNotFoundError:

@@ -386,7 +386,8 @@ async def _drive(
     """Each phase's faults, then its load, on schedule; None if a signal stopped it."""
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
-    assert main is not None
+    if main is None:
+        raise RuntimeError("run inside a task")
     interrupted = False
 
     def on_signal() -> None:
