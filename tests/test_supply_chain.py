@@ -156,8 +156,8 @@ def test_the_secret_scan_would_catch_one(tmp_path: Path) -> None:
     planted = {
         "key.pem": "-----BEGIN RSA " + "PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA "
         "PRIVATE KEY-----\n",
-        "aws.py": 'aws_key = "AKIA' + 'Z7QX4MBN2PL5KV3R"\n',
-        "gh.py": 'TOKEN = "ghp_' + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z5A" + '"\n',
+        "aws.py": 'aws_key = "AKIA' + "Z7QX" + "4MBN" + "2PL5" + 'KV3R"\n',
+        "gh.py": 'TOKEN = "ghp_' + "aB3dE5fG7" + "hJ9kL1mN3" + "pQ5rS7tU9" + "vW1xY3z5A" + '"\n',
         "settings.py": 'password = "' + "hunter2-" + 'correct-horse-battery"\n',
     }
     for name, text in planted.items():
