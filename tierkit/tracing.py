@@ -45,6 +45,18 @@ class _AsgiHeaders(Getter[RawHeaders]):
         return [header.decode("latin-1") for header, _ in carrier]
 
 
+def _record_failure(span: trace.Span, exc: BaseException) -> None:
+    span.record_exception(exc)
+    span.set_attribute("error.type", type(exc).__qualname__)
+    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+
+
+def _span_name(attributes: Mapping[str, Any]) -> str:
+    """The method, or `HTTP` for one outside the known set (as the conventions name it)."""
+    method: str = attributes["http.request.method"]
+    return "HTTP" if method == "_OTHER" else method
+
+
 class _HttpxHeaders(Setter[httpx.Headers]):
     def set(self, carrier: httpx.Headers, key: str, value: str) -> None:
         carrier[key] = value
@@ -120,8 +132,7 @@ class ServerSpanMiddleware:
             return
         parent = propagate.extract(scope["headers"], getter=_ASGI_HEADERS)
         attributes = server_attributes(scope)
-        method = attributes["http.request.method"]
-        name = "HTTP" if method == "_OTHER" else method
+        name = _span_name(attributes)
         span = self.tracer.start_span(
             name,
             context=parent,
@@ -142,9 +153,7 @@ class ServerSpanMiddleware:
         try:
             await self.app(scope, receive, send_noting_status)
         except BaseException as exc:
-            span.record_exception(exc)
-            span.set_attribute("error.type", type(exc).__qualname__)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            _record_failure(span, exc)
             raise
         finally:
             route = getattr(scope.get("route"), "path", None)
@@ -167,9 +176,8 @@ class TracedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         attributes = self._attributes(request)
-        method = attributes["http.request.method"]
         span = self._tracer.start_span(
-            "HTTP" if method == "_OTHER" else method, kind=SpanKind.CLIENT, attributes=attributes
+            _span_name(attributes), kind=SpanKind.CLIENT, attributes=attributes
         )
         current = trace.set_span_in_context(span)
         propagate.inject(request.headers, context=current, setter=_HTTPX_HEADERS)
@@ -177,9 +185,7 @@ class TracedTransport(httpx.AsyncBaseTransport):
         try:
             response = await self._inner.handle_async_request(request)
         except BaseException as exc:
-            span.record_exception(exc)
-            span.set_attribute("error.type", type(exc).__qualname__)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            _record_failure(span, exc)
             raise
         else:
             span.set_attribute("http.response.status_code", response.status_code)

@@ -575,16 +575,7 @@ class Store:
 
     def _starts(self, cur: sqlite3.Cursor, seqs: list[int]) -> dict[int, int]:
         """seq -> the trace's start (its earliest span's)."""
-        starts: dict[int, int] = {}
-        for i in range(0, len(seqs), _LEAN_BATCH):
-            starts.update(
-                cur.execute(
-                    "SELECT seq, start_ns FROM traces"
-                    " WHERE seq IN (SELECT value FROM json_each(?))",
-                    (_dumps(seqs[i : i + _LEAN_BATCH]),),
-                ).fetchall()
-            )
-        return starts
+        return dict(_by_seq(cur, "start_ns", seqs))
 
     def recent_traces(self, limit: int, service: str | None = None) -> list[TraceSummary]:
         """Summaries of the `limit` latest-starting traces (that have a span of `service`)."""
@@ -674,15 +665,7 @@ class Store:
             if len(seqs) >= limit:
                 break
         found = dict.fromkeys(seqs, "")
-        order = list(seqs)
-        for i in range(0, len(order), _LEAN_BATCH):
-            found.update(
-                cur.execute(
-                    "SELECT seq, trace_id FROM traces"
-                    " WHERE seq IN (SELECT value FROM json_each(?))",
-                    (_dumps(order[i : i + _LEAN_BATCH]),),
-                ).fetchall()
-            )
+        found.update(_by_seq(cur, "trace_id", list(seqs)))
         return found
 
     def _trace_spans(self, cur: sqlite3.Cursor, seq: int, trace_id: str) -> list[Span]:
@@ -836,6 +819,15 @@ def _note(
         agg[1] = end
     if (has_parent, start) < (agg[2], agg[3]):
         agg[2:] = [has_parent, start, service, name]
+
+
+def _by_seq(cur: sqlite3.Cursor, column: str, seqs: list[int]) -> Iterator[tuple[int, Any]]:
+    """(seq, `column`) of the given traces, read in batches of ids."""
+    for i in range(0, len(seqs), _LEAN_BATCH):
+        yield from cur.execute(
+            f"SELECT seq, {column} FROM traces WHERE seq IN (SELECT value FROM json_each(?))",  # noqa: S608  (a column name of ours)
+            (_dumps(seqs[i : i + _LEAN_BATCH]),),
+        )
 
 
 def _spans_where(where: Sequence[str], *, lean: bool = False) -> str:
