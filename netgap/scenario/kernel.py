@@ -28,9 +28,15 @@ Nothing else on the host is touched: tc only on our veth end, iptables rules onl
 our veth end. `Overlay.teardown` (always run, signals held) reverts the faults, sweeps any of
 our rules a signal cut short, kills what still runs in the namespace, deletes the veth pair
 and the namespace.
+
+Only SIGKILL (or a machine gone mid-run) leaves anything behind. A run holds an flock on
+/run/netgap/<namespace>.lock while its overlay exists; the kernel drops it when the process
+dies, so the next run (and `--kernel --clear`) can tell a killed run's leftovers, which it
+takes down, from a live run's, which it leaves alone and refuses to share the subnet with.
 """
 
 import contextlib
+import fcntl
 import io
 import ipaddress
 import os
@@ -57,6 +63,7 @@ SUBNET = ipaddress.IPv4Network("198.51.100.0/30")  # TEST-NET-2: documentation o
 WEB_ADDRESS = "198.51.100.1"
 API_ADDRESS = "198.51.100.2"
 MTU = 1500  # a veth's default
+LOCK_DIR = Path("/run/netgap")  # tmpfs: emptied by a reboot, as the namespaces are
 NO_NETEM = "latency via the userspace proxy: this kernel has no netem"
 EXPORT_NOTE = (
     "only the calls to the API's port are faulted, not the API tier's span export to the "
@@ -72,12 +79,14 @@ Say = Callable[[str], None]
 
 def preflight(
     faults: Faults,
+    say: Say,
     *,
     euid: Callable[[], int] | None = None,
     which: Callable[[str], str | None] | None = None,
     run: tc.Runner | None = None,
 ) -> None:
-    """UsageError (one line, exit 2) when kernel mode cannot run here."""
+    """UsageError (one line, exit 2) when kernel mode cannot run here. Takes down what a
+    killed run left first (it would hold the subnet), saying so."""
     euid = euid or os.geteuid
     which = which or shutil.which
     run = run or tc.run_command
@@ -97,13 +106,16 @@ def preflight(
         rules = run(("iptables", "-t", "mangle", "-S", "POSTROUTING"))
         if rules.returncode != 0:
             raise UsageError(f"--kernel needs iptables' mangle table: {_line(rules.stderr)}")
+    clear_leftovers(say, run)
     taken = run(("ip", "-o", "-4", "addr", "show", "to", str(SUBNET)))
     if taken.returncode == 0 and taken.stdout.strip():
-        device = taken.stdout.split()[1]
-        raise UsageError(
-            f"--kernel uses {SUBNET}, which {device} has already (another netgap scenario "
-            "--kernel running?)"
+        device = taken.stdout.split()[1].split("@")[0]
+        whose = (
+            "another netgap scenario --kernel is running"
+            if device.startswith(DEVICE_PREFIX)
+            else "not netgap's: take it down or run elsewhere"
         )
+        raise UsageError(f"--kernel uses {SUBNET}, which {device} has already ({whose})")
 
 
 def _line(text: str) -> str:
@@ -373,11 +385,12 @@ class Overlay:
 def overlay(api_port: int, log_path: Path, say: Say) -> Iterator[Overlay]:
     """Probe netem, build the namespace and the veth pair, and always take them down again
     (signals held meanwhile: a second Ctrl-C cannot leave half of it behind)."""
-    with log_path.open("a") as log:
+    with log_path.open("a") as log, contextlib.ExitStack() as claims:
         lab: Overlay | None = None
         try:
             with tc.stop_signals_held():
                 lab = Overlay(api_port, tc.probe_netem(), log)
+                claims.enter_context(claimed(lab.namespace))
                 lab.setup()
                 interrupted = tc.stop_pending()
             if interrupted:
@@ -395,25 +408,66 @@ def overlay(api_port: int, log_path: Path, say: Say) -> Iterator[Overlay]:
                     say("warning: could not undo everything: " + "; ".join(problems))
 
 
+# -- which run owns an overlay: an flock held for its lifetime
+
+
+def lock_path(namespace: str) -> Path:
+    return LOCK_DIR / f"{namespace}.lock"
+
+
+@contextlib.contextmanager
+def claimed(namespace: str) -> Iterator[None]:
+    """Marks the overlay as a live run's until the block ends or the process dies."""
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    path = lock_path(namespace)
+    with path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+
+
+def is_live(namespace: str) -> bool:
+    """Whether a running process holds the namespace's claim (no lock file: nobody does)."""
+    try:
+        with lock_path(namespace).open("r") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except FileNotFoundError:
+        return False
+    except BlockingIOError:
+        return True
+    return False
+
+
 def clear_leftovers(say: Say, run: tc.Runner = tc.run_command) -> list[str]:
     """Take down what a kernel-mode run killed outright (SIGKILL) left behind: its namespaces
     with their veth pairs and whatever runs in them, and its netgap-fault iptables rules on
-    our veths, also those whose veth is already gone. The namespaces taken down."""
+    our veths, also those whose veth is already gone. A live run's are left alone. The
+    namespaces taken down."""
     listed = run(("ip", "netns", "list"))
-    names = [
+    ours = [
         line.split()[0] for line in listed.stdout.splitlines() if line.startswith(NAMESPACE_PREFIX)
     ]
+    live = [name for name in ours if is_live(name)]
+    for name in live:
+        say(f"leaving {name} alone: its run is still going")
+    names = [name for name in ours if name not in live]
     for name in names:
         lab = Overlay(0, tc.NetemProbe(False, "not probed"), io.StringIO(), run=run)
         lab.suffix = name.removeprefix(NAMESPACE_PREFIX)
-        say(f"taking down {name} and {lab.web_device}")
+        say(f"taking down {name} and {lab.web_device} (left by a killed run)")
         for problem in lab.teardown():
             say(f"warning: {problem}")
+        lock_path(name).unlink(missing_ok=True)
+    live_devices = {f"{DEVICE_PREFIX}{name.removeprefix(NAMESPACE_PREFIX)}w" for name in live}
     rules = run(("iptables", "-t", "mangle", "-S", "POSTROUTING"))
     ours = [
         line
         for line in (rules.stdout.splitlines() if rules.returncode == 0 else [])
-        if f" -o {DEVICE_PREFIX}" in line and tc.COMMENT in line
+        if f" -o {DEVICE_PREFIX}" in line
+        and tc.COMMENT in line
+        and line.split(" -o ")[1].split()[0] not in live_devices
     ]
     for argv in tc.clear_argvs("", {"iptables": "\n".join(ours)}):
         say(f"+ {shlex.join(argv)}")

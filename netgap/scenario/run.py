@@ -124,7 +124,7 @@ class Interrupted(Exception):
 def run_scenario(config: ScenarioConfig, say: Say) -> dict[str, Any]:
     """Runs every phase and returns the report's data (the JSON written)."""
     if config.kernel:
-        kernel.preflight(_fault_faults(config))
+        kernel.preflight(_fault_faults(config), say)
     for flag, port in config.ports.flags():
         check_port_free(config.host, port, flag)
     config.logs.mkdir(parents=True, exist_ok=True)

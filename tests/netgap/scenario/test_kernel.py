@@ -258,14 +258,16 @@ def test_kernel_mode_refuses_clearly(
     run = fake()
     run.answers.update(answers)
     with pytest.raises(UsageError) as error:
-        kernel.preflight(faults, euid=lambda: euid, which=which, run=run)
+        kernel.preflight(faults, print, euid=lambda: euid, which=which, run=run)
     assert says in str(error.value)
     assert error.value.hint is None  # one line
     assert error.value.exit_code == 2
 
 
 def test_without_loss_iptables_is_not_needed() -> None:
-    kernel.preflight(Faults(rate_bps=50_000), euid=lambda: 0, which=tools("ip", "tc"), run=fake())
+    kernel.preflight(
+        Faults(rate_bps=50_000), print, euid=lambda: 0, which=tools("ip", "tc"), run=fake()
+    )
 
 
 def test_not_root_is_one_line_and_exit_2(
@@ -315,6 +317,9 @@ def real() -> None:
     reason = missing()
     if reason is not None:
         pytest.skip(reason)
+    # A run killed earlier on this machine would otherwise be taken down by the first run
+    # here, between its before and after snapshots.
+    kernel.clear_leftovers(lambda line: None)
 
 
 @dataclass(frozen=True)
@@ -479,6 +484,43 @@ def test_clear_takes_down_what_a_killed_run_left(real: None) -> None:
         check=False,
     )
     assert again.stdout.strip() == "netgap scenario: nothing left over"
+
+
+@needs_netns
+@pytest.mark.timeout(60)
+def test_a_killed_runs_leftovers_do_not_stop_the_next_run(real: None) -> None:
+    before = host_state()
+    left = kernel.Overlay(8801, tc.NetemProbe(False, "not probed"), io.StringIO())
+    left.setup()
+    left.set_faults(PRESETS["article"])  # nobody holds its claim: as after a SIGKILL
+    said: list[str] = []
+    kernel.preflight(ARTICLE, said.append)
+    assert said[0] == f"taking down {left.namespace} and {left.web_device} (left by a killed run)"
+    assert host_state() == before
+
+
+@needs_netns
+@pytest.mark.timeout(60)
+def test_a_live_runs_overlay_is_left_alone_and_its_subnet_refused(real: None) -> None:
+    before = host_state()
+    live = kernel.Overlay(8801, tc.NetemProbe(False, "not probed"), io.StringIO())
+    try:
+        with kernel.claimed(live.namespace):
+            live.setup()
+            assert kernel.is_live(live.namespace)
+            said: list[str] = []
+            with pytest.raises(UsageError) as error:
+                kernel.preflight(ARTICLE, said.append)
+            assert said == [f"leaving {live.namespace} alone: its run is still going"]
+            assert str(error.value) == (
+                f"--kernel uses 198.51.100.0/30, which {live.web_device} has already "
+                "(another netgap scenario --kernel is running)"
+            )
+        assert not kernel.is_live(live.namespace)
+        assert not kernel.lock_path(live.namespace).exists()
+    finally:
+        live.teardown()
+    assert host_state() == before
 
 
 def test_clear_goes_with_kernel(capsys: pytest.CaptureFixture[str]) -> None:
