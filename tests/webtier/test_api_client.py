@@ -53,6 +53,8 @@ def test_client_span_covers_a_slow_body() -> None:
         assert span.start_time is not None
         assert (span.end_time - span.start_time) / 1e9 >= BODY_DELAY_S
         assert [e.name for e in span.events][-1] == "body done"
+        # It ends as the last byte is read: our bookkeeping after it is not remote time.
+        assert span.end_time == span.events[-1].timestamp
     # The server closes each connection: both exchanges dialled a new one.
     assert [reused(s) for s in spans] == [False, False]
     assert [e.name for e in spans[0].events] == [
