@@ -9,6 +9,7 @@ from apitier.query import SimulatedQuery
 from apitier.routes import router
 from apitier.settings import Settings
 from tierkit.app import new_app
+from tierkit.metrics import TierMetrics
 from tierkit.server_timing import server_timing_header
 from tierkit.telemetry import setup_telemetry
 
@@ -19,7 +20,8 @@ class State(TypedDict):
 
 
 def create_app(settings: Settings) -> FastAPI:
-    telemetry = setup_telemetry(settings.telemetry)
+    metrics = TierMetrics()
+    telemetry = setup_telemetry(settings.telemetry, metrics.spans)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
@@ -30,6 +32,7 @@ def create_app(settings: Settings) -> FastAPI:
         router,
         lifespan,
         telemetry,
+        metrics,
         server_timing=_server_timing,
         flush_timeout_s=settings.server.shutdown_grace_s,
     )

@@ -1,12 +1,14 @@
 """The FastAPI application both tiers are built on."""
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI
+from fastapi.responses import Response
 
+from tierkit.metrics import CONTENT_TYPE, TierMetrics
 from tierkit.middleware import RequestTelemetryMiddleware, ServerTiming
 from tierkit.telemetry import Telemetry
 
@@ -19,12 +21,14 @@ def new_app(
     router: APIRouter,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[StateT]],
     telemetry: Telemetry,
+    metrics: TierMetrics,
     *,
     server_timing: ServerTiming,
     flush_timeout_s: float,
 ) -> FastAPI:
     """An app whose lifespan reports the telemetry set-up at start and flushes spans at exit,
-    around the tier's own `lifespan` (which opens and closes the tier's shared resources)."""
+    around the tier's own `lifespan` (which opens and closes the tier's shared resources), and
+    which serves `metrics` at GET /metrics."""
 
     @asynccontextmanager
     async def lifespan_with_telemetry(app: FastAPI) -> AsyncIterator[StateT]:
@@ -45,6 +49,18 @@ def new_app(
         telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     app.include_router(router)
-    app.add_middleware(RequestTelemetryMiddleware, server_timing=server_timing)
+    app.add_api_route("/metrics", _metrics_endpoint(metrics), methods=["GET"])
+    app.add_middleware(
+        RequestTelemetryMiddleware, server_timing=server_timing, observe=metrics.observe_request
+    )
     telemetry.instrument_app(app)
     return app
+
+
+def _metrics_endpoint(metrics: TierMetrics) -> Callable[[], Awaitable[Response]]:
+    # On the event loop: writing a few hundred series takes well under a millisecond, less
+    # than a hop to the thread pool would cost.
+    async def scrape() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
+    return scrape

@@ -1,5 +1,5 @@
 """Per-request telemetry that does not need a trace UI: one JSON log line, `Server-Timing` and
-`traceresponse` headers.
+`traceresponse` headers, and the request's duration for the metrics.
 
 A plain ASGI middleware: it sits inside the OpenTelemetry middleware, so the current span is the
 request's SERVER span.
@@ -16,17 +16,24 @@ from opentelemetry import trace
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tierkit.metrics import UNMATCHED_ROUTE
+
 # Given the request's state (what the route left in `request.state`) and the server time so
 # far in ms, the Server-Timing value to send, or None.
 ServerTiming = Callable[[MutableMapping[str, Any], float], str | None]
+# Given the method, the matched route (or ""), the status and the duration in seconds.
+ObserveRequest = Callable[[str, str, int, float], None]
 
 log = logging.getLogger("tierkit.request")
 
 
 class RequestTelemetryMiddleware:
-    def __init__(self, app: ASGIApp, *, server_timing: ServerTiming) -> None:
+    def __init__(
+        self, app: ASGIApp, *, server_timing: ServerTiming, observe: ObserveRequest
+    ) -> None:
         self.app = app
         self.server_timing = server_timing
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,11 +61,14 @@ class RequestTelemetryMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
+            duration_ns = time.time_ns() - start
+            route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
+            self.observe(scope["method"], route, status, duration_ns / 1e9)
             fields = {
                 "method": scope["method"],
                 "path": scope["path"],
                 "status": status,
-                "duration_ms": round((time.time_ns() - start) / 1e6, 3),
+                "duration_ms": round(duration_ns / 1e6, 3),
                 "trace_id": trace.format_trace_id(span.trace_id) if span.is_valid else None,
                 "span_id": trace.format_span_id(span.span_id) if span.is_valid else None,
                 **({"error": state["error"]} if "error" in state else {}),

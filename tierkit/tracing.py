@@ -26,6 +26,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tierkit.http1 import EXCHANGE, Phases
 
+# request.extensions: when TracedTransport started the CLIENT span (time.time_ns), so a transport
+# beneath can measure the call exactly as the span spans it.
+CALL_START = "tierkit.call_start_ns"
+
 _KNOWN_METHODS = frozenset(
     ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE", "QUERY")
 )
@@ -187,8 +191,9 @@ class TracedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         attributes = self._attributes(request)
+        start_ns = request.extensions[CALL_START] = time.time_ns()
         span = self._tracer.start_span(
-            _span_name(attributes), kind=SpanKind.CLIENT, attributes=attributes
+            _span_name(attributes), kind=SpanKind.CLIENT, attributes=attributes, start_time=start_ns
         )
         current = trace.set_span_in_context(span)
         propagate.inject(request.headers, context=current, setter=_HTTPX_HEADERS)

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import httpx
 
 from tierkit.http1 import Http1Pool
-from tierkit.server_timing import server_timing_durations
+from tierkit.metrics import OutboundMetrics
 from tierkit.telemetry import Telemetry
 from webtier.settings import ApiSettings
-from webtier.transport import EXCHANGE, PhaseRecordingTransport, Phases
+from webtier.transport import CALL, CallTiming, PhaseRecordingTransport
 
 
 class ApiError(Exception):
@@ -37,15 +37,15 @@ class ApiTimeout(ApiError):
 @dataclass(frozen=True)
 class ApiReply:
     body: str
-    # The exchange as the web tier saw it, inside its CLIENT span.
-    exchange_ms: float
-    # The API tier's own server time, from its Server-Timing header (None if it sent none).
-    api_ms: float | None
+    timing: CallTiming
 
 
 class ApiClient:
-    def __init__(self, settings: ApiSettings, telemetry: Telemetry) -> None:
+    def __init__(
+        self, settings: ApiSettings, telemetry: Telemetry, metrics: OutboundMetrics | None = None
+    ) -> None:
         self._url = settings.url
+        self._metrics = metrics
         self._timeout_s = settings.timeout_s
         pool = Http1Pool(
             max_connections=settings.max_connections,
@@ -53,13 +53,15 @@ class ApiClient:
             keepalive_expiry_s=settings.keepalive_expiry_s,
         )
         self._client = httpx.AsyncClient(
-            transport=telemetry.traced(PhaseRecordingTransport(pool)),
+            transport=telemetry.traced(PhaseRecordingTransport(pool, metrics)),
             timeout=httpx.Timeout(settings.timeout_s),
             # An in-cluster call: no proxies or .netrc from the environment.
             trust_env=False,
         )
 
     async def fetch(self) -> ApiReply:
+        if self._metrics is not None:
+            self._metrics.active.inc()
         try:
             # httpx's timeouts are per operation; this one bounds the whole exchange.
             async with asyncio.timeout(self._timeout_s):
@@ -70,11 +72,12 @@ class ApiClient:
             ) from exc
         except httpx.HTTPError as exc:
             raise ApiUnreachable(f"API at {self._url} unreachable: {_describe(exc)}") from exc
+        finally:
+            if self._metrics is not None:
+                self._metrics.active.dec()
         if not response.is_success:
             raise ApiBadStatus(f"API at {self._url} answered {response.status_code}")
-        phases: Phases = response.extensions[EXCHANGE]
-        api_ms = server_timing_durations(response.headers.get("server-timing")).get("app")
-        return ApiReply(response.text, (phases.body_done - phases.start) / 1e6, api_ms)
+        return ApiReply(response.text, response.extensions[CALL])
 
     async def aclose(self) -> None:
         await self._client.aclose()

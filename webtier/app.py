@@ -5,6 +5,7 @@ from typing import Any, TypedDict
 from fastapi import FastAPI
 
 from tierkit.app import new_app
+from tierkit.metrics import OutboundMetrics, TierMetrics
 from tierkit.server_timing import server_timing_header
 from tierkit.telemetry import setup_telemetry
 from webtier.api_client import ApiClient, ApiReply
@@ -19,12 +20,14 @@ class State(TypedDict):
 
 
 def create_app(settings: Settings) -> FastAPI:
-    telemetry = setup_telemetry(settings.telemetry)
+    metrics = TierMetrics()
+    telemetry = setup_telemetry(settings.telemetry, metrics.spans)
     pages = Pages(settings.jaeger_ui_url)
+    edge = f"{telemetry.service}->{settings.api.service}"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
-        api = ApiClient(settings.api, telemetry)
+        api = ApiClient(settings.api, telemetry, OutboundMetrics(metrics.registry, edge))
         try:
             yield {"api": api, "pages": pages}
         finally:
@@ -34,6 +37,7 @@ def create_app(settings: Settings) -> FastAPI:
         router,
         lifespan,
         telemetry,
+        metrics,
         server_timing=server_timing,
         flush_timeout_s=settings.server.shutdown_grace_s,
     )
@@ -41,15 +45,14 @@ def create_app(settings: Settings) -> FastAPI:
 
 def server_timing(state: MutableMapping[str, Any], total_ms: float) -> str:
     """`web` + `net` + `api` = the web tier's server time. `net` is what no span explains:
-    the exchange as the web tier's client saw it minus the API's own server time."""
+    the call as the web tier's CLIENT span spans it minus the API's own server time."""
     reply: ApiReply | None = state.get("reply")
     if reply is None:
         return server_timing_header([("web", total_ms)])
-    if reply.api_ms is None:  # an API that does not report its time: net and api not separable
-        return server_timing_header(
-            [("web", total_ms - reply.exchange_ms), ("api", reply.exchange_ms)]
-        )
-    net_ms = max(reply.exchange_ms - reply.api_ms, 0.0)
+    call_ms = reply.timing.seconds * 1e3
+    remote_s = reply.timing.remote_s
+    if reply.timing.api_s is None or remote_s is None:  # net and api not separable
+        return server_timing_header([("web", total_ms - call_ms), ("api", call_ms)])
     return server_timing_header(
-        [("web", total_ms - reply.exchange_ms), ("net", net_ms), ("api", reply.api_ms)]
+        [("web", total_ms - call_ms), ("net", remote_s * 1e3), ("api", reply.timing.api_s * 1e3)]
     )

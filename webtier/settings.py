@@ -2,7 +2,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tierkit.env import env_float, env_int, env_optional_url, env_url
+from tierkit.env import env_float, env_int, env_optional_url, env_str, env_url
 from tierkit.settings import ServerSettings
 from tierkit.telemetry import TelemetrySettings
 
@@ -15,6 +15,8 @@ class ApiSettings:
     """How the web tier reaches the API tier."""
 
     url: str = "http://127.0.0.1:8801/"
+    # Its service.name: the edge label of the outbound metrics, as the breakdown names edges.
+    service: str = "apitier"
     # The whole exchange (pool wait, connect, request, response body) must fit in this.
     timeout_s: float = 5.0
     max_connections: int = 100
@@ -25,6 +27,7 @@ class ApiSettings:
     def from_env(cls, environ: Mapping[str, str]) -> "ApiSettings":
         return cls(
             url=env_url(environ, "API_URL", cls.url),
+            service=env_str(environ, "API_SERVICE_NAME", cls.service),
             timeout_s=env_float(environ, "API_TIMEOUT_S", cls.timeout_s, low=0.001, high=3600),
             max_connections=env_int(
                 environ, "API_MAX_CONNECTIONS", cls.max_connections, low=1, high=10_000

@@ -1,0 +1,114 @@
+"""tierkit.metrics on its own: the exposition parses, buckets resolve 0.5 ms to 30 s, statuses
+count by class, and the span counters add up against the real SDK: every ended span is either
+exported or counted dropped (a full queue, or a failed export)."""
+
+import itertools
+import threading
+from collections.abc import Sequence
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from prometheus_client.parser import text_string_to_metric_families
+
+from tierkit.metrics import BUCKETS, OutboundMetrics, TierMetrics, status_class
+from tierkit.telemetry import CountingBatchSpanProcessor, OutageAwareExporter
+
+
+def samples(metrics: TierMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = metrics.exposition().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def count(metrics: TierMetrics, name: str) -> float:
+    value = metrics.registry.get_sample_value(name)
+    assert value is not None, name
+    return value
+
+
+def test_buckets_resolve_half_a_millisecond_to_thirty_seconds() -> None:
+    assert BUCKETS[0] < 0.0005
+    assert 0.0005 in BUCKETS
+    assert BUCKETS[-1] == 30.0
+    assert all(b / a <= 2.5 for a, b in itertools.pairwise(BUCKETS))
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"), [(200, "2xx"), (404, "4xx"), (503, "5xx"), (42, "other")]
+)
+def test_status_classes(status: int, kind: str) -> None:
+    assert status_class(status) == kind
+
+
+def test_observations_show_up_in_the_exposition() -> None:
+    metrics = TierMetrics()
+    outbound = OutboundMetrics(metrics.registry, "a->b")
+    metrics.observe_request("GET", "/", 200, 0.003)
+    metrics.observe_request("GET", "/", 502, 0.004)
+    outbound.observe_call(200, 0.002, new_connection=True)
+    outbound.observe_call(None, 0.5, new_connection=False)
+    outbound.observe_remote(0.0004)
+    found = samples(metrics)
+    route = (("http_request_method", "GET"), ("http_route", "/"))
+    ok = (*route, ("http_response_status_class", "2xx"))
+    assert found[("http_server_request_duration_seconds_count", tuple(sorted(ok)))] == 1
+    assert found[("http_server_request_duration_seconds_sum", tuple(sorted(ok)))] == 0.003
+    error = (("edge", "a->b"), ("http_response_status_class", "error"))
+    assert found[("http_client_request_duration_seconds_count", error)] == 1
+    assert found[("http_client_connections_created_total", (("edge", "a->b"),))] == 1
+    assert found[("netgap_remote_seconds_bucket", (("edge", "a->b"), ("le", "0.0005")))] == 1
+    assert found[("netgap_remote_seconds_bucket", (("edge", "a->b"), ("le", "0.00025")))] == 0
+
+
+class HeldExporter(SpanExporter):
+    """Holds the export thread on its first batch until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.exported = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.release.wait(10)
+        self.exported += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+def test_a_full_queue_counts_every_span_it_drops(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "4")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2")
+    metrics = TierMetrics()
+    exporter = HeldExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(CountingBatchSpanProcessor(exporter, metrics.spans))
+    tracer = provider.get_tracer("test")
+    for i in range(20):
+        tracer.start_span(f"s{i}").end()
+    exporter.release.set()
+    provider.force_flush()
+    provider.shutdown()
+    dropped = count(metrics, "netgap_spans_dropped_total")
+    assert dropped > 0
+    assert exporter.exported + dropped == 20
+
+
+class RefusingExporter(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.FAILURE
+
+
+def test_a_failed_export_counts_its_spans_dropped() -> None:
+    metrics = TierMetrics()
+    exporter = OutageAwareExporter(RefusingExporter(), "http://nowhere", counters=metrics.spans)
+    provider = TracerProvider()
+    provider.add_span_processor(CountingBatchSpanProcessor(exporter, metrics.spans))
+    for i in range(5):
+        provider.get_tracer("test").start_span(f"s{i}").end()
+    provider.force_flush()
+    provider.shutdown()
+    assert count(metrics, "netgap_spans_dropped_total") == 5
+    assert count(metrics, "netgap_span_export_failures_total") >= 1
+    assert count(metrics, "netgap_spans_exported_total") == 0
