@@ -20,8 +20,8 @@ class State(TypedDict):
 
 
 def create_app(settings: Settings) -> FastAPI:
-    metrics = TierMetrics()
-    telemetry = setup_telemetry(settings.telemetry, metrics.spans)
+    metrics = TierMetrics() if settings.server.metrics else None
+    telemetry = setup_telemetry(settings.telemetry, metrics.spans if metrics else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:

@@ -148,6 +148,11 @@ class Run:
         tier_otel = {"OTEL_BSP_SCHEDULE_DELAY": "500", "OTEL_SERVICE_NAME": ""}
         traced = self._tiers("traced", {**tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url})
         untraced = self._tiers("untraced", {"OTEL_SDK_DISABLED": "true"})
+        # the traced stack as it is, but without GET /metrics and its observations (issue 8)
+        unmetered = self._tiers(
+            "unmetered",
+            {**tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url, "METRICS_ENABLED": "false"},
+        )
         lab = self._tiers("lab", {**tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": lab_otlp})
         # item 4's API tier: untraced and no query delay, the cheapest upstream there is, so
         # the proxy's share of each exchange is as large as it can be
@@ -155,7 +160,7 @@ class Run:
             "bare", self.logs, query_delay_ms=0, otel={"OTEL_SDK_DISABLED": "true"},
             web_cpus=self.first, api_cpus=self.last,
         ).api  # fmt: skip
-        first = [sink, lab_collector, *self._procs(traced, untraced, lab), bare]
+        first = [sink, lab_collector, *self._procs(traced, untraced, unmetered, lab), bare]
         self.procs.extend(first)
         self.placement = {
             "web tiers, fault proxy": _cpus(self.first),
@@ -176,12 +181,14 @@ class Run:
                 for target, cpu in (
                     (traced.url, self.wrk_on_last),
                     (untraced.url, self.wrk_on_last),
+                    (unmetered.url, self.wrk_on_last),
                     (lab.url, self.wrk_on_last),
                     (direct_url, self.wrk_on_first),
                     (proxied_url, self.wrk_on_first),
                 ):
                     wrk(target, plan.connections, plan.warm_up_s, cpu)
                 self.tracing_cost(traced, untraced)
+                self.metrics_cost(traced, unmetered)
                 self.proxy_cost(direct_url, proxied_url)
                 floor_windows = self.floor_traffic(lab)
                 self.soak(lab)
@@ -281,6 +288,25 @@ class Run:
             Figure(1, "serial p99 untraced", med("untraced", 1, "p99_ms"), "ms"),
             Figure(2, f"serial traced p50 - QUERY_DELAY_MS ({delay:g} ms)",
                    med("traced", 1, "p50_ms") - delay, "ms", "<=", 1.0),
+        )  # fmt: skip
+
+    def metrics_cost(self, metered: stack.Tiers, unmetered: stack.Tiers) -> None:
+        """Issue 8's: throughput with GET /metrics and its observations on vs off, traced."""
+        plan = self.plan
+        self.say(f"metrics on vs off (both traced): {plan.rounds} rounds ...")
+        runs: list[dict[str, Any]] = []
+        ratios: list[float] = []
+        for i in range(plan.rounds):
+            order = (metered, unmetered) if i % 2 == 0 else (unmetered, metered)
+            loaded = {t.label: self._load(t, plan.connections, plan.load_s) for t in order}
+            runs.extend({"round": i + 1, **loaded[t.label]} for t in (metered, unmetered))
+            on, off = loaded[metered.label]["rate"], loaded[unmetered.label]["rate"]
+            ratios.append(round(on / off, 4))
+            self.say(f"  round {i + 1}: {on:.0f} vs {off:.0f} req/s ({on / off:.3f})")
+        self.rounds["metrics"] = {"runs": runs, "ratios": ratios}
+        self.add(
+            Figure(1, f"metrics on/off throughput, traced, {plan.connections} conn. (issue 8)",
+                   statistics.median(ratios), "", ">=", 0.97),
         )  # fmt: skip
 
     # -- item 4

@@ -152,6 +152,13 @@ def details(rounds: dict[str, Any]) -> str:
             f"  added p50 ms {series([p['added_p50_ms'] for p in pairs], '.3f')}"
             f" | throughput ratio {series([p['throughput_ratio'] for p in pairs], '.3f')}"
         )
+    metrics = rounds.get("metrics")
+    if metrics:
+        out.append("metrics on vs off (both traced, order alternating):")
+        for label in ("traced", "unmetered"):
+            runs = [r for r in metrics["runs"] if r["stack"] == label]
+            out.append(f"  {label:9s} req/s {series([r['rate'] for r in runs], '.0f')}")
+        out.append(f"  ratios: throughput {series(metrics['ratios'], '.3f')}")
     floor = rounds.get("floor")
     if floor:
         out.append("remote-calls floor (serial wrk on the traced lab stack, from its traces):")

@@ -21,14 +21,14 @@ def new_app(
     router: APIRouter,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[StateT]],
     telemetry: Telemetry,
-    metrics: TierMetrics,
+    metrics: TierMetrics | None,
     *,
     server_timing: ServerTiming,
     flush_timeout_s: float,
 ) -> FastAPI:
     """An app whose lifespan reports the telemetry set-up at start and flushes spans at exit,
     around the tier's own `lifespan` (which opens and closes the tier's shared resources), and
-    which serves `metrics` at GET /metrics."""
+    which serves `metrics` (if any) at GET /metrics."""
 
     @asynccontextmanager
     async def lifespan_with_telemetry(app: FastAPI) -> AsyncIterator[StateT]:
@@ -49,12 +49,19 @@ def new_app(
         telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     app.include_router(router)
-    app.add_api_route("/metrics", _metrics_endpoint(metrics), methods=["GET"])
+    if metrics is not None:
+        app.add_api_route("/metrics", _metrics_endpoint(metrics), methods=["GET"])
     app.add_middleware(
-        RequestTelemetryMiddleware, server_timing=server_timing, observe=metrics.observe_request
+        RequestTelemetryMiddleware,
+        server_timing=server_timing,
+        observe=metrics.observe_request if metrics is not None else _unobserved,
     )
     telemetry.instrument_app(app)
     return app
+
+
+def _unobserved(method: str, route: str, status: int, seconds: float) -> None:
+    pass
 
 
 def _metrics_endpoint(metrics: TierMetrics) -> Callable[[], Awaitable[Response]]:

@@ -1,9 +1,9 @@
-"""Settings every tier has: where it listens, how it stops, how much it logs."""
+"""Settings every tier has: where it listens, how it stops, how much it logs, its metrics."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tierkit.env import LOG_LEVELS, env_choice, env_float, env_port, env_str
+from tierkit.env import LOG_LEVELS, env_bool, env_choice, env_float, env_port, env_str
 
 
 @dataclass(frozen=True)
@@ -13,6 +13,8 @@ class ServerSettings:
     # On SIGTERM, how long in-flight requests (and the span flush) may take.
     shutdown_grace_s: float = 10.0
     log_level: str = "INFO"
+    # GET /metrics and the observations behind it (off only to measure what they cost).
+    metrics: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], default_port: int) -> "ServerSettings":
@@ -23,4 +25,5 @@ class ServerSettings:
                 environ, "SHUTDOWN_GRACE_S", cls.shutdown_grace_s, low=0, high=3600
             ),
             log_level=env_choice(environ, "LOG_LEVEL", cls.log_level, LOG_LEVELS),
+            metrics=env_bool(environ, "METRICS_ENABLED", cls.metrics),
         )

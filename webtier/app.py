@@ -20,14 +20,15 @@ class State(TypedDict):
 
 
 def create_app(settings: Settings) -> FastAPI:
-    metrics = TierMetrics()
-    telemetry = setup_telemetry(settings.telemetry, metrics.spans)
+    metrics = TierMetrics() if settings.server.metrics else None
+    telemetry = setup_telemetry(settings.telemetry, metrics.spans if metrics else None)
     pages = Pages(settings.jaeger_ui_url)
     edge = f"{telemetry.service}->{settings.api.service}"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
-        api = ApiClient(settings.api, telemetry, OutboundMetrics(metrics.registry, edge))
+        outbound = OutboundMetrics(metrics.registry, edge) if metrics else None
+        api = ApiClient(settings.api, telemetry, outbound)
         try:
             yield {"api": api, "pages": pages}
         finally:

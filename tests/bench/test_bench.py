@@ -16,6 +16,7 @@ ITEMS = {1, 2, 3, 4, 5, 6}
 EXPECTED = (
     "traced/untraced throughput",
     "traced/untraced CPU per request",
+    "metrics on/off throughput",
     "serial p50 traced",
     "serial p99 traced",
     "serial traced p50 - QUERY_DELAY_MS",
@@ -68,7 +69,7 @@ def test_quick_bench_reports_every_figure_with_target_and_mark(tmp_path: Path) -
         matching = [f for f in figures if f["name"].strip().startswith(expected)]
         assert matching, (expected, names)
     targeted = [f for f in figures if f["pass"] is not None]
-    assert len(targeted) == 10  # the issue's targets, one figure each
+    assert len(targeted) == 11  # issue 6's ten targets and issue 8's metrics cost, one figure each
     for figure in targeted:
         assert figure["name"] in done.stdout
         assert ("pass" if figure["pass"] else "MISS") in done.stdout

@@ -195,3 +195,14 @@ def test_with_the_backend_down_metrics_work_and_count_the_lost_spans(tmp_path: P
     assert metrics.value("netgap_spans_dropped_total") > 0
     assert metrics.value("netgap_span_export_failures_total") > 0
     assert metrics.value("netgap_spans_exported_total") == 0
+
+
+def test_metrics_can_be_switched_off(tmp_path: Path) -> None:
+    off = {"OTEL_SDK_DISABLED": "true", "METRICS_ENABLED": "false"}
+    with (
+        running(api_tier(tmp_path, None, **off)) as api,
+        running(web_tier(tmp_path, None, f"{api.url}/", **off)) as web,
+    ):
+        get_all(web, 3)
+        assert httpx.get(f"{web.url}/metrics", timeout=5).status_code == 404
+        assert httpx.get(f"{api.url}/metrics", timeout=5).status_code == 404
