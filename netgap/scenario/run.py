@@ -22,14 +22,14 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import httpx
 
-from netgap import aio
+from netgap import aio, promtext
 from netgap.breakdown import edge_name
 from netgap.commands.breakdown import build_report
 from netgap.errors import NetgapError
@@ -112,6 +112,8 @@ class PhaseRun:
     start_ns: int
     end_ns: int
     load: LoadResult
+    # The web tier's netgap_remote_seconds over the phase: the calls that ended in it
+    remote: promtext.Histogram = field(default_factory=promtext.Histogram)
 
 
 class Interrupted(Exception):
@@ -399,13 +401,16 @@ async def _drive(
         loop.add_signal_handler(signum, on_signal)
     generators: list[LoadGenerator] = []
     tasks: list[asyncio.Task[LoadResult]] = []
+    metrics_url = config.url(config.ports.web, "/metrics")
     try:
         async with httpx.AsyncClient(timeout=CONTROL_TIMEOUT_S, trust_env=False) as control:
             starts: list[int] = []
+            scrapes: list[promtext.Histogram] = []
             due = loop.time()
             for phase in config.phases:
                 await asyncio.sleep(max(0.0, due - loop.time()))
                 await _set_faults(control, control_url, lab, phase.faults)
+                scrapes.append(await _remote(control, metrics_url))
                 starts.append(time.time_ns())
                 say(f"{phase.name}: {phase.duration_s:g} s, {phase.faults.describe()}")
                 generator = LoadGenerator(_load_config(config, phase.duration_s))
@@ -415,8 +420,9 @@ async def _drive(
             await asyncio.sleep(max(0.0, due - loop.time()))
             starts.append(time.time_ns())
             await _set_faults(control, control_url, lab, Faults())
-        say("waiting for the requests still in flight ...")
-        results = await asyncio.gather(*tasks)
+            say("waiting for the requests still in flight ...")
+            results = await asyncio.gather(*tasks)
+            scrapes.append(await _remote(control, metrics_url))
     except asyncio.CancelledError:
         for generator in generators:
             generator.stop()
@@ -429,9 +435,13 @@ async def _drive(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
     return [
-        PhaseRun(phase, starts[i], starts[i + 1], result)
+        PhaseRun(phase, starts[i], starts[i + 1], result, scrapes[i + 1].since(scrapes[i]))
         for i, (phase, result) in enumerate(zip(config.phases, results, strict=True))
     ]
+
+
+async def _remote(client: httpx.AsyncClient, url: str) -> promtext.Histogram:
+    return promtext.histogram(await promtext.scrape(client, url), promtext.REMOTE)
 
 
 def _load_config(config: ScenarioConfig, duration_s: float) -> LoadConfig:
@@ -608,6 +618,7 @@ def _phase_result(
         "edges": summary["edges"],
         "data_quality": summary["data_quality"],
         "new_connection_share": share,
+        "metric_remote": _metric_remote(run.remote),
         "expected": None,
     }
     if run.phase.faults.active:
@@ -615,6 +626,16 @@ def _phase_result(
         expectation = model.expect(link_of(run.phase.faults), exchange, load, injector)
         phase["expected"] = expectation.to_json()
     return phase
+
+
+def _metric_remote(remote: promtext.Histogram) -> dict[str, Any]:
+    """The phase's netgap_remote_seconds in ns, as the trace-based parts are: every call that
+    ended in the phase (no settle margin: it counts by when a call ended, not began)."""
+    stats = {"p50": remote.quantile(0.5), "p99": remote.quantile(0.99), "mean": remote.mean()}
+    return {
+        "calls": round(remote.count),
+        **{name: None if value is None else value * 1e9 for name, value in stats.items()},
+    }
 
 
 def _series(summary: dict[str, Any], bucket: int, names: dict[str, str]) -> dict[str, Any]:

@@ -70,7 +70,14 @@ def sample() -> dict[str, Any]:
     expectation = model.expect(link, exchange, load).to_json()
     phases = [
         phase("baseline", 0, 30, components(2.2 * MS, 1.3 * MS, 3.1 * MS)),
-        phase("fault", 30, 90, components(2.3 * MS, 6.1 * S, 3.0 * MS), expected=expectation),
+        phase(
+            "fault",
+            30,
+            90,
+            components(2.3 * MS, 6.1 * S, 3.0 * MS),
+            expected=expectation,
+            metric_remote={"calls": 1797, "p50": 6.2 * S, "p99": 12.5 * S, "mean": 6.3 * S},
+        ),
         phase("recovery", 90, 120, components(2.1 * MS, 1.4 * MS, 3.2 * MS)),
     ]
     buckets = []
@@ -215,7 +222,8 @@ def test_the_table_has_a_row_per_phase_with_p50_and_p99(parsed: Checker, page: s
     assert cells[7] == "2.30 ms / 4.60 ms"  # web self p50 / p99
     assert cells[8] == "6.10 s / 12.20 s"  # remote
     assert cells[9] == "3.00 ms / 6.00 ms"  # API self
-    assert cells[11].endswith("(queueing)")
+    assert cells[10] == "6.20 s / 12.50 s"  # remote, from the web tier's metric
+    assert cells[12].endswith("(queueing)")
 
 
 def test_expected_against_measured_names_the_dominant_term(parsed: Checker, page: str) -> None:

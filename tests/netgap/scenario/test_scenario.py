@@ -104,6 +104,25 @@ def test_remote_time_jumps_under_the_fault_and_comes_back(run: Run) -> None:
     assert recovery < 2 * MS or recovery <= baseline + 0.5 * MS
 
 
+def test_the_remote_metric_moves_with_the_traces(run: Run) -> None:
+    """The web tier's netgap_remote_seconds over each phase, beside the trace-based number:
+    every answered call counted, and the same jump and recovery."""
+    metric = {p["name"]: p["metric_remote"] for p in run.result["phases"]}
+    assert all(phase["calls"] > 0 for phase in metric.values())
+    # A call counts in the phase it ended in; over the run, each answered one exactly once.
+    loads = [p["load"] for p in run.result["phases"]]
+    calls = sum(phase["calls"] for phase in metric.values())
+    assert sum(load["ok"] for load in loads) <= calls <= sum(load["sent"] for load in loads)
+    assert metric["baseline"]["p50"] < 2 * MS
+    assert metric["fault"]["p50"] >= 1000 * MS
+    assert metric["recovery"]["p50"] < 2 * MS
+    # Bucket interpolation: the metric's p50 is the trace-based one within its bucket (<= 2.5x).
+    traced = run.p50("fault", "remote")
+    assert traced / 2.5 <= metric["fault"]["p50"] <= traced * 2.5
+    header = next(line for line in run.stdout.splitlines() if line.startswith("phase "))
+    assert "remote (metric) p50 / p99" in header
+
+
 def test_application_time_stays_within_1_ms_of_baseline(run: Run) -> None:
     for part in ("web", "api"):
         moved = run.p50("fault", part) - run.p50("baseline", part)
