@@ -54,6 +54,18 @@ class Histogram:
             lower, below = le, cumulative
         return lower
 
+    def bucket_of(self, q: float) -> tuple[float, float] | None:
+        """The bounds (lower, upper] of the bucket the q-quantile falls in: how far the
+        interpolated quantile may be from the true one."""
+        if self.count <= 0 or not self.buckets:
+            return None
+        rank, lower = q * self.count, 0.0
+        for le, cumulative in self.buckets:
+            if cumulative >= rank:
+                return lower, le
+            lower = le
+        return lower, math.inf
+
     def mean(self) -> float | None:
         return self.sum / self.count if self.count > 0 else None
 
@@ -61,9 +73,16 @@ class Histogram:
 def histogram(text: str, name: str, labels: Mapping[str, str] | None = None) -> Histogram:
     """The series of `name` whose labels include `labels`, summed (as `sum by (le)` does);
     an empty Histogram if there is none."""
+    return histograms_by(text, name, None, labels).get("", Histogram())
+
+
+def histograms_by(
+    text: str, name: str, label: str | None, labels: Mapping[str, str] | None = None
+) -> dict[str, Histogram]:
+    """`name`'s series whose labels include `labels`, summed by the value of `label` (as
+    `sum by (le, label)` does; None: all together, under "")."""
     wanted = dict(labels or {})
-    buckets: dict[float, float] = {}
-    count = total = 0.0
+    parts: dict[str, tuple[dict[float, float], list[float]]] = {}
     try:
         families = list(text_string_to_metric_families(text))
     except ValueError as exc:
@@ -72,14 +91,19 @@ def histogram(text: str, name: str, labels: Mapping[str, str] | None = None) -> 
         for sample in family.samples:
             if not sample.name.startswith(name) or not wanted.items() <= sample.labels.items():
                 continue
+            key = "" if label is None else sample.labels.get(label, "")
+            buckets, totals = parts.setdefault(key, ({}, [0.0, 0.0]))
             if sample.name == f"{name}_bucket":
                 le = float(sample.labels["le"])
                 buckets[le] = buckets.get(le, 0.0) + sample.value
             elif sample.name == f"{name}_count":
-                count += sample.value
+                totals[0] += sample.value
             elif sample.name == f"{name}_sum":
-                total += sample.value
-    return Histogram(tuple(sorted(buckets.items())), count, total)
+                totals[1] += sample.value
+    return {
+        key: Histogram(tuple(sorted(buckets.items())), totals[0], totals[1])
+        for key, (buckets, totals) in parts.items()
+    }
 
 
 async def scrape(client: httpx.AsyncClient, url: str) -> str:

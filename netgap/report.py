@@ -62,7 +62,28 @@ def table(report: dict[str, Any]) -> str:
     if "diagnosis" in report:
         lines.append("")
         lines.append("diagnosis: " + report["diagnosis"])
+    if "metric" in report:
+        lines.append("")
+        lines.extend(metric_lines(report["metric"]))
     return "\n".join(lines)
+
+
+def metric_lines(metric: dict[str, Any]) -> list[str]:
+    """The web tier's netgap_remote_seconds per edge, and whether the traces agree."""
+    out = [f"remote time from the metric at {metric['source']} ({metric['scope']}):"]
+    if not metric["edges"]:
+        out.append("  no netgap_remote_seconds there")
+    for edge, n in metric["edges"].items():
+        stats = "  ".join(
+            f"{stat} {'-' if n[stat] is None else ms(n[stat])}" for stat in ("p50", "p99", "mean")
+        )
+        out.append(f"  {edge}  calls {n['calls']:.0f}  {stats}")
+    if "disagreements" in metric:
+        if metric["disagreements"]:
+            out.extend(f"metric and traces DISAGREE: {line}" for line in metric["disagreements"])
+        else:
+            out.append("metric and traces agree (remote p50 within the metric's bucket)")
+    return out
 
 
 def _series(summary: dict[str, Any]) -> list[str]:

@@ -11,6 +11,12 @@ exactly: per trace, total = selves + remotes.
   netgap breakdown --since 5m --bucket 10s --plot breakdown.png
   netgap breakdown --since 5m --baseline before.json      # what moved, in words
   netgap breakdown --start 2026-11-25T12:00:00Z --end 2026-11-25T12:15:00Z --json
+
+With a second --source naming a metrics source, the web tier's netgap_remote_seconds (every
+call, sampled or not) is reported beside the traces, and where the two disagree it says so:
+
+  netgap breakdown --since 5m --source metrics+http://127.0.0.1:8800/metrics
+  netgap breakdown --since 5m --store .netgap/traces.db --source prometheus+http://prom:9090
 """
 
 import argparse
@@ -26,18 +32,23 @@ from netgap.argtypes import positive_int
 from netgap.breakdown import Chain, TraceBreakdown, break_down
 from netgap.collector.store import Store, TraceQuery
 from netgap.errors import UsageError
+from netgap.metric_source import agreement, is_metric_source, metric_report, open_metric_source
 from netgap.model import Span
-from netgap.report import csv_text, diagnosis, plot, table
+from netgap.report import csv_text, diagnosis, metric_lines, plot, table
 from netgap.timeparse import duration_arg, time_arg
 from netgap.trace_source import DEFAULT_SOURCE, JaegerQuery
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--source", default=DEFAULT_SOURCE, help=f"query API base URL ({DEFAULT_SOURCE})"
+    parser.add_argument(
+        "--source",
+        action="append",
+        metavar="URL",
+        help=f"the traces' query API base URL ({DEFAULT_SOURCE}); or, given again, a metrics "
+        "source: metrics+http://TIER:PORT/metrics (a tier's own, since it started) or "
+        "prometheus+http://HOST:9090 (a Prometheus query API, the window)",
     )
-    where.add_argument(
+    parser.add_argument(
         "--store",
         type=Path,
         metavar="FILE.db",
@@ -62,15 +73,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     start_ns, end_ns = _window(args)
+    trace_url, metric_url = _sources(args)
+    metric_only = metric_url is not None and trace_url is None and args.store is None
+    if metric_only:
+        for flag in ("csv", "plot", "baseline", "bucket"):
+            if getattr(args, flag):
+                raise UsageError(f"--{flag} needs traces: add a trace --source or --store")
+    metric = metric_report(open_metric_source(metric_url), start_ns, end_ns) if metric_url else None
+    if metric is not None and metric_only:
+        return _metric_only(args, metric, start_ns, end_ns)
     bucket_ns = args.bucket or (
         max((end_ns - start_ns) // 60, 1_000_000_000) if args.plot else None
     )
-    with _open_source(args) as source:
+    with _open_source(args, trace_url or DEFAULT_SOURCE) as source:
         report = build_report(source, args.service, start_ns, end_ns, bucket_ns, args.limit)
         if args.baseline:
             baseline = _baseline(source, args)
             report["baseline"] = {k: baseline[k] for k in ("start_ns", "end_ns", "source")}
             report["diagnosis"] = diagnosis(report["summary"], baseline["summary"])
+    if metric is not None:
+        metric["disagreements"] = agreement(metric, report["summary"])
+        report["metric"] = metric
     if args.plot:
         plot(report, args.plot)
     if args.json:
@@ -84,9 +107,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_source(args: argparse.Namespace) -> JaegerQuery | Store:
+def _sources(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The trace source's URL (None: --store, or none at all) and the metric source's."""
+    given: list[str] = args.source or []
+    metrics = [url for url in given if is_metric_source(url)]
+    traces = [url for url in given if not is_metric_source(url)]
+    if len(traces) > 1 or len(metrics) > 1:
+        raise UsageError(
+            "--source: one trace source and one metrics source at most, got " + " ".join(given)
+        )
+    if traces and args.store is not None:
+        raise UsageError(f"--source {traces[0]} and --store both name the traces: pick one")
+    return (traces[0] if traces else None), (metrics[0] if metrics else None)
+
+
+def _metric_only(
+    args: argparse.Namespace, metric: dict[str, Any], start_ns: int, end_ns: int
+) -> int:
+    report = {"service": args.service, "start_ns": start_ns, "end_ns": end_ns, "metric": metric}
+    print(json.dumps(report, indent=2) if args.json else "\n".join(metric_lines(metric)))
+    return 0
+
+
+def _open_source(args: argparse.Namespace, url: str) -> JaegerQuery | Store:
     if args.store is None:
-        return JaegerQuery(args.source)
+        return JaegerQuery(url)
     if not args.store.is_file():
         raise UsageError(f"--store {args.store}: no such file (the --db of `netgap collect`)")
     return Store(args.store)

@@ -92,4 +92,4 @@ def test_the_command_reads_a_store_file(collector: Collector, tmp_path: Path) ->
     assert not (tmp_path / "nothing.db").exists()
     both = netgap_breakdown("--store", "x.db", "--source", collector.query_url, *WINDOW)
     assert both.returncode == 2
-    assert "not allowed with" in both.stderr
+    assert "both name the traces: pick one" in both.stderr
