@@ -1,5 +1,6 @@
 """The transport under the web tier's API client: tierkit's HTTP/1.1 pool, plus what each call
-tells: span events for its connection phases, the call's timing, and the outbound metrics.
+tells: span events for its connection phases, the connection's TCP_INFO as span attributes
+(tierkit.tcpinfo), the call's timing, and the outbound metrics.
 
 opentelemetry-instrumentation-httpx wraps a client's transport and ends its CLIENT span when the
 transport returns; with httpx's own transport that is when the response *headers* arrive
@@ -22,6 +23,7 @@ from opentelemetry import trace
 from tierkit.http1 import EXCHANGE, Http1Pool, Http1Transport, Phases
 from tierkit.metrics import OutboundMetrics
 from tierkit.server_timing import server_timing_durations
+from tierkit.tcpinfo import Witness
 from tierkit.tracing import CALL_START
 
 __all__ = ["CALL", "EXCHANGE", "CallTiming", "PhaseRecordingTransport", "Phases"]
@@ -45,6 +47,7 @@ class PhaseRecordingTransport(Http1Transport):
     def __init__(self, pool: Http1Pool, metrics: OutboundMetrics | None = None) -> None:
         super().__init__(pool)
         self._metrics = metrics
+        self._witness = Witness()
         if metrics is not None:
             metrics.watch_pool(
                 lambda: pool.connections - pool.idle_connections, lambda: pool.idle_connections
@@ -76,4 +79,6 @@ class PhaseRecordingTransport(Http1Transport):
                 span.set_attribute("netgap.remote_seconds", remote_s)
             for name, timestamp in phases.events():
                 span.add_event(name, timestamp=timestamp)
+            sock = response.extensions["network_stream"].get_extra_info("socket")
+            span.set_attributes(self._witness.attributes(sock, not phases.reused))
         return response

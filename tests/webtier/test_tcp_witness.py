@@ -1,0 +1,64 @@
+"""The kernel's TCP_INFO on the web tier's CLIENT spans, from real tiers on loopback: the
+connection's smoothed RTT and what it retransmitted during each exchange; and through the
+userspace fault proxy, remote time that rises by the injected latency while the srtt of the
+web tier's connection (which ends at the proxy) does not: a delay TCP cannot see."""
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from netgap.collector.server import Address
+from netgap.fault.spec import Faults
+from tests.harness import OtlpReceiver, Span, Tier, api_tier, running, web_tier
+from tests.netgap.fault.conftest import running_proxy
+from tierkit import tcpinfo
+
+N = 20
+CLIENT = 3
+
+pytestmark = pytest.mark.skipif(tcpinfo.TCP_INFO is None, reason="TCP_INFO is Linux's")
+
+
+def calls(web: Tier, receiver: OtlpReceiver, n: int) -> list[Span]:
+    before = sum(s.kind == CLIENT for s in receiver.snapshot())
+    with httpx.Client(timeout=10) as client:
+        assert {client.get(f"{web.url}/").status_code for _ in range(n)} == {200}
+    spans = receiver.wait_for(lambda got: sum(s.kind == CLIENT for s in got) >= before + n)
+    return sorted((s for s in spans if s.kind == CLIENT), key=lambda s: s.start_ns)[before:]
+
+
+def test_each_client_span_carries_the_connections_tcp_info(
+    tmp_path: Path, receiver: OtlpReceiver
+) -> None:
+    # No query delay: the API acknowledges a request with its response (delayed ACK), so on
+    # this connection srtt tends to the API's answer time; the path's own floor is min_rtt.
+    with (
+        running(api_tier(tmp_path, receiver, QUERY_DELAY_MS="0")) as api,
+        running(web_tier(tmp_path, receiver, f"{api.url}/")) as web,
+    ):
+        spans = calls(web, receiver, N)
+    tcp = [{k.removeprefix("netgap.tcp."): v for k, v in s.attributes.items() if "tcp." in k}
+           for s in spans]  # fmt: skip
+    assert [t["new_connection"] for t in tcp] == [True] + [False] * (N - 1)
+    assert all(0 < t["srtt_us"] < 1000 for t in tcp), [t["srtt_us"] for t in tcp]  # loopback
+    assert all(t["min_rtt_us"] < 200 for t in tcp)
+    assert all(t["retransmits"] == 0 and t["bytes_retransmitted"] == 0 for t in tcp)
+    assert all(t["snd_cwnd"] >= 1 and t["rto_us"] >= 200_000 for t in tcp)
+    assert all(t["min_rtt_us"] <= t["srtt_us"] + t["rttvar_us"] for t in tcp)
+
+
+def test_through_the_proxy_remote_time_rises_and_srtt_does_not(
+    tmp_path: Path, receiver: OtlpReceiver
+) -> None:
+    added_s = 0.02
+    with (
+        running(api_tier(tmp_path, receiver)) as api,
+        running_proxy(Address("127.0.0.1", api.port), Faults(latency_s=added_s)) as proxy,
+        running(web_tier(tmp_path, receiver, f"{proxy.address.url}/")) as web,
+    ):
+        spans = calls(web, receiver, N)
+    remote = sorted(s.attributes["netgap.remote_seconds"] for s in spans)
+    srtt = sorted(s.attributes["netgap.tcp.srtt_us"] for s in spans)
+    assert remote[N // 2] >= 2 * added_s  # both directions
+    assert srtt[N // 2] < 1000

@@ -1,0 +1,106 @@
+"""What the kernel knows about a TCP connection: Linux's `struct tcp_info` (TCP_INFO), read with
+`struct` from its layout in include/uapi/linux/tcp.h, which only ever grows at the end.
+
+A kernel older than a field gives a shorter struct: the field is then None, never garbage. Off
+Linux (no TCP_INFO), or on a socket that is not TCP, there is nothing to read and no error.
+"""
+
+import socket
+import struct
+from dataclasses import dataclass, fields
+from typing import Any
+
+TCP_INFO: int | None = getattr(socket, "TCP_INFO", None)
+READ_BYTES = 512  # more than any kernel's struct: getsockopt returns the kernel's own length
+
+# name -> (offset, struct format), from include/uapi/linux/tcp.h
+_LAYOUT: dict[str, tuple[int, str]] = {
+    "state": (0, "B"),
+    "rto_us": (8, "I"),
+    "lost": (32, "I"),
+    "retrans": (36, "I"),
+    "srtt_us": (68, "I"),  # tcpi_rtt: the smoothed RTT
+    "rttvar_us": (72, "I"),
+    "snd_cwnd": (80, "I"),
+    "total_retrans": (100, "I"),  # segments retransmitted over the connection's life
+    "min_rtt_us": (148, "I"),  # Linux 4.6
+    "delivery_rate": (160, "Q"),  # bytes/s, Linux 4.9
+    "bytes_retrans": (208, "Q"),  # Linux 4.19
+}
+
+
+@dataclass(frozen=True)
+class TcpInfo:
+    state: int | None = None
+    rto_us: int | None = None
+    lost: int | None = None
+    retrans: int | None = None
+    srtt_us: int | None = None
+    rttvar_us: int | None = None
+    snd_cwnd: int | None = None
+    total_retrans: int | None = None
+    min_rtt_us: int | None = None
+    delivery_rate: int | None = None
+    bytes_retrans: int | None = None
+
+
+_NAMES = tuple(f.name for f in fields(TcpInfo))
+_CODECS = tuple((name, *_LAYOUT[name]) for name in _NAMES)
+
+
+def parse(raw: bytes) -> TcpInfo:
+    """The fields `raw` is long enough to hold (native byte order, as the kernel wrote it)."""
+    found: dict[str, int] = {}
+    for name, offset, code in _CODECS:
+        end = offset + struct.calcsize(code)
+        if end <= len(raw):
+            found[name] = struct.unpack_from(code, raw, offset)[0]
+    return TcpInfo(**found)
+
+
+def read(sock: socket.socket) -> TcpInfo | None:
+    """The socket's TCP_INFO now; None where there is none to read."""
+    if TCP_INFO is None:
+        return None
+    try:
+        return parse(sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, READ_BYTES))
+    except OSError:
+        return None
+
+
+PREFIX = "netgap.tcp."
+_GAUGES = ("srtt_us", "rttvar_us", "rto_us", "min_rtt_us", "snd_cwnd", "lost")
+
+
+class Witness:
+    """A connection's TCP_INFO as span attributes, per exchange: its state at the end of the
+    exchange, and what it retransmitted during it (the delta of the connection's totals since
+    the previous exchange on it). Totals are kept by file descriptor (uvloop hands out a new
+    stand-in socket object each time) and start again with each new connection, which is how
+    a reused descriptor is told apart."""
+
+    def __init__(self, max_connections: int = 4096) -> None:
+        self._totals: dict[int, tuple[int, int]] = {}
+        self._max = max_connections
+
+    def attributes(self, sock: socket.socket | None, new_connection: bool) -> dict[str, Any]:
+        info = read(sock) if sock is not None else None
+        if sock is None or info is None:
+            return {}
+        found: dict[str, Any] = {f"{PREFIX}new_connection": new_connection}
+        for name in _GAUGES:
+            value = getattr(info, name)
+            if value is not None:
+                found[PREFIX + name] = value
+        if info.delivery_rate is not None:
+            found[f"{PREFIX}delivery_rate_bps"] = info.delivery_rate * 8
+        fd = sock.fileno()
+        segments, octets = (0, 0) if new_connection else self._totals.get(fd, (0, 0))
+        if info.total_retrans is not None:
+            found[f"{PREFIX}retransmits"] = info.total_retrans - segments
+        if info.bytes_retrans is not None:
+            found[f"{PREFIX}bytes_retransmitted"] = info.bytes_retrans - octets
+        if len(self._totals) >= self._max:  # closed connections' entries: start afresh
+            self._totals.clear()
+        self._totals[fd] = (info.total_retrans or 0, info.bytes_retrans or 0)
+        return found
