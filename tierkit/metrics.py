@@ -16,6 +16,8 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from tierkit.tcpinfo import Testimony
+
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 # Seconds, 0.1 ms to 30 s in steps of at most 2.5x (mostly 1.5-2x): the healthy gap (~0.25 ms
@@ -105,6 +107,19 @@ class OutboundMetrics:
             ["edge"],
             registry=registry,
         ).labels(edge)
+        self._srtt = Histogram(
+            "netgap_tcp_srtt_seconds",
+            "The connection's smoothed RTT (TCP_INFO) at the end of each call",
+            ["edge"],
+            buckets=BUCKETS,
+            registry=registry,
+        ).labels(edge)
+        self._retransmits = Counter(
+            "netgap_tcp_retransmits",
+            "Segments the calls' connections retransmitted during the calls (TCP_INFO)",
+            ["edge"],
+            registry=registry,
+        ).labels(edge)
         self._open = Gauge(
             "http_client_open_connections",
             "Pool connections open (OTel http.client.open_connections)",
@@ -126,3 +141,9 @@ class OutboundMetrics:
 
     def observe_remote(self, seconds: float) -> None:
         self._remote.observe(seconds)
+
+    def observe_tcp(self, testimony: Testimony) -> None:
+        if testimony.info.srtt_us is not None:
+            self._srtt.observe(testimony.info.srtt_us / 1e6)
+        if testimony.retransmits:
+            self._retransmits.inc(testimony.retransmits)

@@ -72,35 +72,53 @@ PREFIX = "netgap.tcp."
 _GAUGES = ("srtt_us", "rttvar_us", "rto_us", "min_rtt_us", "snd_cwnd", "lost")
 
 
+@dataclass(frozen=True)
+class Testimony:
+    """One exchange's evidence: the connection's state at its end, what it retransmitted."""
+
+    info: TcpInfo
+    new_connection: bool
+    retransmits: int | None  # segments, during this exchange
+    bytes_retransmitted: int | None
+
+    def attributes(self) -> dict[str, Any]:
+        """As span attributes, under netgap.tcp.; the fields this kernel lacks left out."""
+        found: dict[str, Any] = {f"{PREFIX}new_connection": self.new_connection}
+        for name in _GAUGES:
+            value = getattr(self.info, name)
+            if value is not None:
+                found[PREFIX + name] = value
+        if self.info.delivery_rate is not None:
+            found[f"{PREFIX}delivery_rate_bps"] = self.info.delivery_rate * 8
+        if self.retransmits is not None:
+            found[f"{PREFIX}retransmits"] = self.retransmits
+        if self.bytes_retransmitted is not None:
+            found[f"{PREFIX}bytes_retransmitted"] = self.bytes_retransmitted
+        return found
+
+
 class Witness:
-    """A connection's TCP_INFO as span attributes, per exchange: its state at the end of the
-    exchange, and what it retransmitted during it (the delta of the connection's totals since
-    the previous exchange on it). Totals are kept by file descriptor (uvloop hands out a new
-    stand-in socket object each time) and start again with each new connection, which is how
-    a reused descriptor is told apart."""
+    """Reads a connection's TCP_INFO at the end of each exchange, and what it retransmitted
+    during it: the delta of the connection's totals since the previous exchange on it. Totals
+    are kept by file descriptor (uvloop hands out a new stand-in socket object each time) and
+    start again with each new connection, which is how a reused descriptor is told apart."""
 
     def __init__(self, max_connections: int = 4096) -> None:
         self._totals: dict[int, tuple[int, int]] = {}
         self._max = max_connections
 
-    def attributes(self, sock: socket.socket | None, new_connection: bool) -> dict[str, Any]:
+    def testify(self, sock: socket.socket | None, new_connection: bool) -> Testimony | None:
         info = read(sock) if sock is not None else None
         if sock is None or info is None:
-            return {}
-        found: dict[str, Any] = {f"{PREFIX}new_connection": new_connection}
-        for name in _GAUGES:
-            value = getattr(info, name)
-            if value is not None:
-                found[PREFIX + name] = value
-        if info.delivery_rate is not None:
-            found[f"{PREFIX}delivery_rate_bps"] = info.delivery_rate * 8
+            return None
         fd = sock.fileno()
         segments, octets = (0, 0) if new_connection else self._totals.get(fd, (0, 0))
-        if info.total_retrans is not None:
-            found[f"{PREFIX}retransmits"] = info.total_retrans - segments
-        if info.bytes_retrans is not None:
-            found[f"{PREFIX}bytes_retransmitted"] = info.bytes_retrans - octets
         if len(self._totals) >= self._max:  # closed connections' entries: start afresh
             self._totals.clear()
         self._totals[fd] = (info.total_retrans or 0, info.bytes_retrans or 0)
-        return found
+        return Testimony(
+            info,
+            new_connection,
+            None if info.total_retrans is None else info.total_retrans - segments,
+            None if info.bytes_retrans is None else info.bytes_retrans - octets,
+        )

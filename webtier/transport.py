@@ -68,17 +68,24 @@ class PhaseRecordingTransport(Http1Transport):
         )
         response.extensions[CALL] = timing
         remote_s = timing.remote_s
+        span = trace.get_current_span()
+        recording = span.is_recording()
+        testimony = None
+        if recording or self._metrics is not None:
+            sock = response.extensions["network_stream"].get_extra_info("socket")
+            testimony = self._witness.testify(sock, not phases.reused)
         if self._metrics is not None:
             self._metrics.observe_call(response.status_code, timing.seconds, not phases.reused)
             if remote_s is not None:
                 self._metrics.observe_remote(remote_s)
-        span = trace.get_current_span()
-        if span.is_recording():
+            if testimony is not None:
+                self._metrics.observe_tcp(testimony)
+        if recording:
             span.set_attribute("netgap.connection.reused", phases.reused)
             if remote_s is not None:
                 span.set_attribute("netgap.remote_seconds", remote_s)
             for name, timestamp in phases.events():
                 span.add_event(name, timestamp=timestamp)
-            sock = response.extensions["network_stream"].get_extra_info("socket")
-            span.set_attributes(self._witness.attributes(sock, not phases.reused))
+            if testimony is not None:
+                span.set_attributes(testimony.attributes())
         return response

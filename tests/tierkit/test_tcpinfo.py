@@ -81,3 +81,24 @@ def test_a_socket_that_is_not_tcp_reads_as_none() -> None:
 
 def test_an_empty_tcp_info_is_all_none() -> None:
     assert parse(b"") == TcpInfo()
+
+
+def test_the_witness_counts_retransmissions_per_exchange_and_restarts_per_connection() -> None:
+    if tcpinfo.TCP_INFO is None:
+        pytest.skip("TCP_INFO is Linux's")
+    witness = tcpinfo.Witness()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        peer, _ = server.accept()
+        with client, peer:
+            first = witness.testify(client, new_connection=True)
+            client.sendall(b"ping")
+            peer.recv(16)
+            second = witness.testify(client, new_connection=False)
+    assert first is not None
+    assert second is not None
+    assert (first.retransmits, second.retransmits) == (0, 0)
+    assert first.attributes()["netgap.tcp.new_connection"] is True
+    assert second.attributes()["netgap.tcp.new_connection"] is False
+    assert set(second.attributes()) >= {"netgap.tcp.srtt_us", "netgap.tcp.retransmits"}
+    assert witness.testify(None, new_connection=False) is None

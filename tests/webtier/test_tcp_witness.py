@@ -10,6 +10,7 @@ import pytest
 
 from netgap.collector.server import Address
 from netgap.fault.spec import Faults
+from netgap.promtext import histogram
 from tests.harness import OtlpReceiver, Span, Tier, api_tier, running, web_tier
 from tests.netgap.fault.conftest import running_proxy
 from tierkit import tcpinfo
@@ -38,6 +39,10 @@ def test_each_client_span_carries_the_connections_tcp_info(
         running(web_tier(tmp_path, receiver, f"{api.url}/")) as web,
     ):
         spans = calls(web, receiver, N)
+        exposition = httpx.get(f"{web.url}/metrics", timeout=5).text
+    srtt = histogram(exposition, "netgap_tcp_srtt_seconds", {"edge": "webtier->apitier"})
+    assert srtt.count == N
+    assert "netgap_tcp_retransmits_total" in exposition
     tcp = [{k.removeprefix("netgap.tcp."): v for k, v in s.attributes.items() if "tcp." in k}
            for s in spans]  # fmt: skip
     assert [t["new_connection"] for t in tcp] == [True] + [False] * (N - 1)
