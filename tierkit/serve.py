@@ -7,6 +7,7 @@ import sys
 import uvicorn
 from starlette.types import ASGIApp
 
+from tierkit.protocol import ConnectionScopedProtocol
 from tierkit.settings import ServerSettings
 
 
@@ -20,6 +21,7 @@ def serve(app: ASGIApp, settings: ServerSettings) -> None:
         access_log=False,  # the request middleware logs one JSON line per request
         log_config=None,  # keep our JSON logging
         server_header=False,
+        http=ConnectionScopedProtocol,  # the socket in each request's scope, for TCP_INFO
         # uvicorn hands this to asyncio.wait_for, which takes seconds as a float.
         timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
     )

@@ -25,6 +25,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tierkit.http1 import EXCHANGE, Phases
+from tierkit.protocol import CONNECTION, Connection
+from tierkit.tcpinfo import Witness
 
 # request.extensions: when TracedTransport started the CLIENT span (time.time_ns), so a transport
 # beneath can measure the call exactly as the span spans it.
@@ -132,6 +134,7 @@ class ServerSpanMiddleware:
         self.app = app
         self.tracer = tracer
         self.excluded_paths = frozenset(excluded_paths)
+        self.witness = Witness()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.excluded_paths:
@@ -171,8 +174,19 @@ class ServerSpanMiddleware:
             if route is not None:
                 span.set_attribute("http.route", route)
                 span.update_name(f"{name} {route}")
+            self._testify(scope, span)
             span.end()
             otel_context.detach(token)
+
+    def _testify(self, scope: Scope, span: trace.Span) -> None:
+        """The connection's TCP_INFO once the response is written (tierkit.protocol puts the
+        socket in the scope). What the response's bytes need resent after this moment is
+        counted with the connection's next request."""
+        connection = scope.get("extensions", {}).get(CONNECTION)
+        if isinstance(connection, Connection) and span.is_recording():
+            testimony = self.witness.testify(connection.sock, connection.requests == 1)
+            if testimony is not None:
+                span.set_attributes(testimony.attributes())
 
 
 class TracedTransport(httpx.AsyncBaseTransport):

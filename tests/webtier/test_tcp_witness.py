@@ -1,5 +1,6 @@
-"""The kernel's TCP_INFO on the web tier's CLIENT spans, from real tiers on loopback: the
-connection's smoothed RTT and what it retransmitted during each exchange; and through the
+"""The kernel's TCP_INFO on the web tier's CLIENT spans and the API tier's SERVER spans, from
+real tiers on loopback: the connection's smoothed RTT and what it retransmitted during each
+exchange; and through the
 userspace fault proxy, remote time that rises by the injected latency while the srtt of the
 web tier's connection (which ends at the proxy) does not: a delay TCP cannot see."""
 
@@ -17,6 +18,7 @@ from tierkit import tcpinfo
 
 N = 20
 CLIENT = 3
+SERVER = 2
 
 pytestmark = pytest.mark.skipif(tcpinfo.TCP_INFO is None, reason="TCP_INFO is Linux's")
 
@@ -51,6 +53,16 @@ def test_each_client_span_carries_the_connections_tcp_info(
     assert all(t["retransmits"] == 0 and t["bytes_retransmitted"] == 0 for t in tcp)
     assert all(t["snd_cwnd"] >= 1 and t["rto_us"] >= 200_000 for t in tcp)
     assert all(t["min_rtt_us"] <= t["srtt_us"] + t["rttvar_us"] for t in tcp)
+    # The other end testifies too: the API tier's SERVER span, on the same connection.
+    servers = sorted(
+        (s for s in receiver.snapshot() if s.kind == SERVER and s.service == "apitier"),
+        key=lambda s: s.start_ns,
+    )
+    assert [s.attributes["netgap.tcp.new_connection"] for s in servers] == [True] + [False] * (
+        N - 1
+    )
+    assert all(s.attributes["netgap.tcp.retransmits"] == 0 for s in servers)
+    assert all(0 < s.attributes["netgap.tcp.srtt_us"] < 5000 for s in servers)
 
 
 def test_through_the_proxy_remote_time_rises_and_srtt_does_not(
