@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from netgap.breakdown import NEW, PHASES, REUSED, Chain, TraceBreakdown, edge_name
+from netgap.breakdown import NEW, PHASES, REUSED, TCP_COLUMNS, Chain, TraceBreakdown, edge_name
 
 _NUMPY_FROM = 256  # values in a column before numpy sorts it
 
@@ -113,6 +113,7 @@ class _Edge:
     new_connections: int = 0
     reused_connections: int = 0
     phases: _Columns = field(default_factory=_Columns)
+    tcp: _Columns = field(default_factory=_Columns)  # TCP_COLUMNS, per call that carried them
 
 
 class Aggregate:
@@ -159,6 +160,8 @@ class Aggregate:
             edge.reused_connections += b.reused_connections.get(name, 0)
             if name in b.phases_ns:
                 edge.phases.add(b.phases_ns[name])
+            for row in b.tcp.get(name, ()):
+                edge.tcp.add_row(TCP_COLUMNS, row)
         if b.warnings:
             self.traces_with_warnings += 1
             for warning in b.warnings:
@@ -168,7 +171,20 @@ class Aggregate:
 
     def _add_chain(self, c: Chain) -> None:
         """As add(c.breakdown()), without building it."""
-        trace_id, start, total, caller, callee, own, remote, served, connection, phases, warn = c
+        (
+            trace_id,
+            start,
+            total,
+            caller,
+            callee,
+            own,
+            remote,
+            served,
+            connection,
+            phases,
+            warn,
+            tcp,
+        ) = c
         names = self._chain_names.get((caller, callee))
         if names is None:
             edge = edge_name(caller, callee)
@@ -207,6 +223,8 @@ class Aggregate:
             facts.new_connections += 1
         if phases is not None:
             facts.phases.add_row(PHASES, phases)
+        if tcp is not None:
+            facts.tcp.add_row(TCP_COLUMNS, tcp)
         if warn:
             self.traces_with_warnings += 1
             for warning in warn:
@@ -232,6 +250,8 @@ class Aggregate:
                         for phase, stats in edge.phases.stats().items()
                         if phase in PHASES
                     },
+                    # srtt (ns) and retransmissions per call, of the calls with TCP_INFO
+                    "tcp": {"calls": edge.tcp.count, **edge.tcp.stats()} if edge.tcp.count else {},
                 }
                 for name, edge in sorted(self.edges.items())
             },

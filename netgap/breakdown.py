@@ -54,6 +54,8 @@ class TraceBreakdown:
     unpaired: dict[str, int] = field(default_factory=dict)
     new_connections: dict[str, int] = field(default_factory=dict)
     reused_connections: dict[str, int] = field(default_factory=dict)
+    # edge -> (srtt ns, segments retransmitted) of each call that carried TCP_INFO
+    tcp: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     # component names in the order the request met them: caller self, edge, callee self, ...
     order: list[str] = field(default_factory=list)
@@ -191,6 +193,9 @@ def _peer_name(call: Span) -> str:
 
 
 def _add_phases(call: Span, server: Span, edge: str, result: TraceBreakdown) -> None:
+    testimony = _tcp(call.attributes.get(SRTT_KEY), call.attributes.get(RETRANSMITS_KEY))
+    if testimony is not None:
+        result.tcp.setdefault(edge, []).append(testimony)
     times = {event.name: event.time_ns for event in call.events}
     connection = _connection(call.attributes.get("netgap.connection.reused"), times)
     if connection == REUSED:
@@ -203,6 +208,20 @@ def _add_phases(call: Span, server: Span, edge: str, result: TraceBreakdown) -> 
     into = result.phases_ns.setdefault(edge, dict.fromkeys(PHASES, 0))
     for phase, ns in zip(PHASES, parts, strict=True):
         into[phase] += ns
+
+
+# The kernel's testimony on a CLIENT span (tierkit.tcpinfo): srtt and what the connection
+# retransmitted during the call.
+SRTT_KEY = "netgap.tcp.srtt_us"
+RETRANSMITS_KEY = "netgap.tcp.retransmits"
+TCP_COLUMNS = ("srtt", "retransmits")
+
+
+def _tcp(srtt_us: Any, retransmits: Any) -> tuple[int, int] | None:
+    """(srtt ns, retransmissions), or None unless the call carried both as integers."""
+    if isinstance(srtt_us, int) and isinstance(retransmits, int):
+        return srtt_us * 1000, retransmits
+    return None
 
 
 # What a call's connection was: reused, new, or not known.
@@ -244,6 +263,7 @@ def _phases(
 LeanSpan = tuple[int, str, str, str, int, int, int, bytes | None]
 
 _REUSED_KEY = "netgap.connection.reused"
+_FAST_KEYS = frozenset((_REUSED_KEY, SRTT_KEY, RETRANSMITS_KEY))
 
 
 class Chain(NamedTuple):
@@ -262,6 +282,7 @@ class Chain(NamedTuple):
     connection: int  # REUSED, NEW or UNKNOWN
     phases_ns: tuple[int, int, int, int, int] | None  # in PHASES' order
     warnings: tuple[str, ...] = ()
+    tcp: tuple[int, int] | None = None  # (srtt ns, retransmissions), as TraceBreakdown.tcp
 
     def breakdown(self) -> TraceBreakdown:
         """The same breakdown as a TraceBreakdown."""
@@ -283,6 +304,8 @@ class Chain(NamedTuple):
             result.reused_connections[edge] = 1
         elif self.connection == NEW:
             result.new_connections[edge] = 1
+        if self.tcp is not None:
+            result.tcp[edge] = [self.tcp]
         return result
 
 
@@ -345,16 +368,20 @@ def break_down_chain(trace_id: str, spans: Sequence[LeanSpan]) -> Chain | None:
     if total < call_ns or server_ns < 0:
         return None  # break_down warns of these
     times: dict[str, int] = {}
-    reused: Any = None
+    found: dict[str, Any] = {}
     body = client[7]
     if body:
         pb = PbSpan.FromString(body)
         for event in pb.events:
             times[event.name] = event.time_unix_nano
-        for kv in reversed(pb.attributes):  # the last of a repeated key is the one kept
-            if kv.key == _REUSED_KEY:
-                reused = pb_value(kv.value)
-                break
+        # The last of a repeated key is the one kept, and the web tier sets these three last
+        # (webtier.transport): from the end, the loop is over in a few steps.
+        for kv in reversed(pb.attributes):
+            if kv.key in _FAST_KEYS and kv.key not in found:
+                found[kv.key] = pb_value(kv.value)
+                if len(found) == len(_FAST_KEYS):
+                    break
+    reused = found.get(_REUSED_KEY)
     remote = call_ns - server_ns
     return Chain(
         trace_id,
@@ -368,6 +395,7 @@ def break_down_chain(trace_id: str, spans: Sequence[LeanSpan]) -> Chain | None:
         _connection(reused, times),
         _phases(client[5], client[6], server_ns, times),
         (_outlasts(edge_name(caller, callee), server[1], call_id, remote),) if remote < 0 else (),
+        _tcp(found.get(SRTT_KEY), found.get(RETRANSMITS_KEY)),
     )
 
 

@@ -54,6 +54,13 @@ def table(report: dict[str, Any]) -> str:
                     if phase in edge["phases"]
                 )
                 lines.append(f"  remote time by phase, p50: {phases}")
+            if edge.get("tcp"):
+                tcp = edge["tcp"]
+                lines.append(
+                    f"  kernel (TCP_INFO, {tcp['calls']} calls): srtt p50 "
+                    f"{ms(tcp['srtt']['p50'])}, p99 {ms(tcp['srtt']['p99'])}; "
+                    f"retransmissions per request {tcp['retransmits']['mean']:.2f}"
+                )
     if summary["buckets"]:
         lines.append("")
         lines.extend(_series(summary))
@@ -193,7 +200,41 @@ def diagnosis(current: dict[str, Any], baseline: dict[str, Any]) -> str:
     also = (
         f"; also moved: {', '.join(f'{n} {_signed(moves[n])}' for n in others)}" if others else ""
     )
-    return f"{change}{'; ' + flat_text if flat_text else ''}{also}: {_points_to(biggest)}"
+    points_to = _points_to(biggest)
+    if biggest.endswith(" remote") and moves[biggest] > 0:
+        points_to = (
+            _kernel_evidence(biggest.removesuffix(" remote"), current, baseline) or points_to
+        )
+    return f"{change}{'; ' + flat_text if flat_text else ''}{also}: {points_to}"
+
+
+def _kernel_evidence(edge: str, current: dict[str, Any], baseline: dict[str, Any]) -> str:
+    """What TCP_INFO on the calls' connections says about a rise in remote time, or "" when
+    the spans carried none."""
+    now = current.get("edges", {}).get(edge, {}).get("tcp") or {}
+    before = baseline.get("edges", {}).get(edge, {}).get("tcp") or {}
+    if not now or not before:
+        return ""
+    caller, _, callee = edge.partition("->")
+    srtt_now, srtt_before = now["srtt"]["p50"], before["srtt"]["p50"]
+    retransmits = now["retransmits"]["mean"]
+    if srtt_now - srtt_before > max(500_000, srtt_before):  # more than doubled, by 0.5 ms+
+        loss = " and loss" if retransmits > 0 else ""
+        return (
+            f"the kernel agrees: srtt {_span(srtt_before)} -> {_span(srtt_now)}, "
+            f"{retransmits:.2f} retransmissions per request: delay{loss} on the path between "
+            f"{caller} and {callee}, not in either app"
+        )
+    return (
+        f"but srtt on those connections did not follow ({_span(srtt_now)}, was "
+        f"{_span(srtt_before)}): "
+        "the delay sits in a userspace hop (a proxy, a sidecar, kube-proxy in userspace mode) "
+        "that TCP on this connection cannot see, not in the network below it"
+    )
+
+
+def _span(ns: float) -> str:
+    return f"{ns / 1e9:.2f} s" if ns >= 1e9 else f"{ns / 1e6:.3f} ms"
 
 
 def _signed(ns: float) -> str:

@@ -69,7 +69,7 @@ def read(sock: socket.socket) -> TcpInfo | None:
 
 
 PREFIX = "netgap.tcp."
-_GAUGES = ("srtt_us", "rttvar_us", "rto_us", "min_rtt_us", "snd_cwnd", "lost")
+_GAUGES = ("rttvar_us", "rto_us", "min_rtt_us", "snd_cwnd", "lost")
 
 
 @dataclass(frozen=True)
@@ -90,10 +90,13 @@ class Testimony:
                 found[PREFIX + name] = value
         if self.info.delivery_rate is not None:
             found[f"{PREFIX}delivery_rate_bps"] = self.info.delivery_rate * 8
-        if self.retransmits is not None:
-            found[f"{PREFIX}retransmits"] = self.retransmits
         if self.bytes_retransmitted is not None:
             found[f"{PREFIX}bytes_retransmitted"] = self.bytes_retransmitted
+        # Last, in this order: netgap's breakdown reads these two from the span's end.
+        if self.info.srtt_us is not None:
+            found[f"{PREFIX}srtt_us"] = self.info.srtt_us
+        if self.retransmits is not None:
+            found[f"{PREFIX}retransmits"] = self.retransmits
         return found
 
 

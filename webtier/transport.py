@@ -81,11 +81,13 @@ class PhaseRecordingTransport(Http1Transport):
             if testimony is not None:
                 self._metrics.observe_tcp(testimony)
         if recording:
-            span.set_attribute("netgap.connection.reused", phases.reused)
-            if remote_s is not None:
-                span.set_attribute("netgap.remote_seconds", remote_s)
             for name, timestamp in phases.events():
                 span.add_event(name, timestamp=timestamp)
+            # What netgap's breakdown reads goes last (the TCP testimony's srtt and
+            # retransmissions end its attributes): its fast path scans from the end.
             if testimony is not None:
                 span.set_attributes(testimony.attributes())
+            if remote_s is not None:
+                span.set_attribute("netgap.remote_seconds", remote_s)
+            span.set_attribute("netgap.connection.reused", phases.reused)
         return response

@@ -160,7 +160,7 @@ def diagnose(result: dict[str, Any]) -> str:
 
 
 def _summary(phase: dict[str, Any]) -> dict[str, Any]:
-    return {"components": phase["components"]}
+    return {"components": phase["components"], "edges": phase.get("edges", {})}
 
 
 def _what_moved(baseline: dict[str, Any], fault: dict[str, Any], faults_text: str) -> str:

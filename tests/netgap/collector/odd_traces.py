@@ -3,7 +3,8 @@ missing server span, two roots, a root that is not a SERVER span, a callee's spa
 one, a call of another service than the root's, nested client spans, a
 second edge, two server spans for one call, spans between the root and its call, a cycle,
 duplicate span ids, a server outlasting its client, connection-phase events present, partial
-or absent, `netgap.connection.reused` True, False, absent or not a bool."""
+or absent, `netgap.connection.reused` True, False, absent or not a bool, and the kernel's
+`netgap.tcp.srtt_us` / `retransmits` present, one of them absent, or not integers."""
 
 import itertools
 import random
@@ -105,6 +106,11 @@ def lab_trace(rnd: random.Random, start: int = BASE_NS, odd: float = 0.5) -> lis
     attributes: dict[str, Any] = {"http.request.method": "GET", "server.port": 8801}
     if reused is not None:
         attributes["netgap.connection.reused"] = reused
+    kernel = random.Random(trace_id)  # draws of its own: the other odd shapes stay as they were
+    if kernel.random() < 0.7:
+        attributes["netgap.tcp.srtt_us"] = kernel.choice((40, 250, 1_000_000, "40"))
+        if kernel.random() < 0.9:
+            attributes["netgap.tcp.retransmits"] = kernel.choice((0, 0, 1, 3, 0.5))
     if maybe(0.3):
         attributes["server.address"] = rnd.choice(("127.0.0.1", "api.internal"))
     call = _span(rnd, trace_id, "webtier", "GET", CLIENT, c0, c0 + call_ns, parent_of_call)
