@@ -12,6 +12,7 @@ then the median of the rounds is reported.
 import os
 import random
 import resource
+import socket
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -202,6 +203,7 @@ class Run:
         self.breakdown_from_store(self.logs / "traces.db")
         self.say("raw-socket proxy cost ...")
         self.raw_proxy()
+        self.tcp_info_cost()
         self.notes.append(self.meter.noise())
 
     def _tiers(self, label: str, otel: dict[str, str]) -> stack.Tiers:
@@ -364,6 +366,33 @@ class Run:
             Figure(4, "  proxy: added p50, raw 100 B round trip", added_s * 1000, "ms"),
             Figure(4, "  proxy: bulk upload throughput / direct, raw", ratio, ""),
         )
+
+    def tcp_info_cost(self) -> None:
+        """Issue 9's: what the kernel's testimony costs per request, on a loopback connection
+        (TCP_INFO read, parsed, turned into span attributes), median of the rounds."""
+        from tierkit.tcpinfo import TCP_INFO, Witness
+
+        if TCP_INFO is None:
+            self.notes.append("TCP_INFO cost: not measured (no TCP_INFO off Linux)")
+            return
+        calls, per_round = 20_000, []
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            client = socket.create_connection(server.getsockname())
+            peer, _ = server.accept()
+            with client, peer:
+                witness = Witness()
+                for _ in range(max(1, self.plan.rounds)):
+                    started = time.perf_counter_ns()
+                    for _ in range(calls):
+                        testimony = witness.testify(client, new_connection=False)
+                        if testimony is not None:
+                            testimony.attributes()
+                    per_round.append((time.perf_counter_ns() - started) / calls)
+        self.rounds["tcp_info_ns"] = per_round
+        self.add(
+            Figure(1, "  TCP_INFO per request: read, parse, attributes (issue 9)",
+                   statistics.median(per_round), "ns"),
+        )  # fmt: skip
 
     # -- item 3
 

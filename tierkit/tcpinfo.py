@@ -7,8 +7,8 @@ Linux (no TCP_INFO), or on a socket that is not TCP, there is nothing to read an
 
 import socket
 import struct
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 TCP_INFO: int | None = getattr(socket, "TCP_INFO", None)
 READ_BYTES = 512  # more than any kernel's struct: getsockopt returns the kernel's own length
@@ -29,8 +29,7 @@ _LAYOUT: dict[str, tuple[int, str]] = {
 }
 
 
-@dataclass(frozen=True)
-class TcpInfo:
+class TcpInfo(NamedTuple):
     state: int | None = None
     rto_us: int | None = None
     lost: int | None = None
@@ -44,17 +43,36 @@ class TcpInfo:
     bytes_retrans: int | None = None
 
 
-_NAMES = tuple(f.name for f in fields(TcpInfo))
-_CODECS = tuple((name, *_LAYOUT[name]) for name in _NAMES)
+_NAMES = TcpInfo._fields
+_CODECS = tuple((name, offset, code, offset + struct.calcsize(code)) for name, (offset, code) in
+                ((name, _LAYOUT[name]) for name in _NAMES))  # fmt: skip
+
+
+def _whole() -> struct.Struct:
+    """Every field in one format, padding between them: one call for a kernel that has all."""
+    layout, at = "=", 0
+    for _, offset, code, end in sorted(_CODECS, key=lambda codec: codec[1]):
+        layout += f"{offset - at}x{code}" if offset > at else code
+        at = end
+    return struct.Struct(layout)
+
+
+_WHOLE = _whole()
+# The fields in offset order, and where each goes in a TcpInfo
+_ORDER = tuple(_NAMES.index(name) for name, *_ in sorted(_CODECS, key=lambda codec: codec[1]))
+_INVERSE = tuple(_ORDER.index(j) for j in range(len(_NAMES)))
 
 
 def parse(raw: bytes) -> TcpInfo:
     """The fields `raw` is long enough to hold (native byte order, as the kernel wrote it)."""
-    found: dict[str, int] = {}
-    for name, offset, code in _CODECS:
-        end = offset + struct.calcsize(code)
-        if end <= len(raw):
-            found[name] = struct.unpack_from(code, raw, offset)[0]
+    if len(raw) >= _WHOLE.size:
+        values = _WHOLE.unpack_from(raw)
+        return TcpInfo._make(values[i] for i in _INVERSE)
+    found = {
+        name: struct.unpack_from(code, raw, offset)[0]
+        for name, offset, code, end in _CODECS
+        if end <= len(raw)
+    }
     return TcpInfo(**found)
 
 
