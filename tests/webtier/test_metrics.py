@@ -138,6 +138,10 @@ def test_remote_time_is_one_number_on_the_span_in_the_metric_and_in_server_timin
         for c in spans
     ]
     metric_p50 = metrics.quantile(0.5, "netgap_remote_seconds", edge=EDGE)
+    print(
+        f"\nremote p50: traces {statistics.median(from_traces) * 1e3:.3f} ms, "
+        f"metric {metric_p50 * 1e3:.3f} ms ({N} calls)"
+    )
     assert abs(statistics.median(from_traces) - metric_p50) < 0.0005
 
 
@@ -172,6 +176,10 @@ def test_the_proxy_latency_moves_remote_time_and_not_the_apis(
     faulted = mean(after_web, before_web, "netgap_remote_seconds", edge=EDGE)
     api_before = before_api.value("http_server_request_duration_seconds_sum", http_route="/") / N
     api_during = mean(after_api, before_api, "http_server_request_duration_seconds", http_route="/")
+    print(
+        f"\nremote mean {healthy * 1e3:.3f} -> {faulted * 1e3:.3f} ms (+{added_s * 1e3:g} ms "
+        f"injected); API server time mean {api_before * 1e3:.3f} -> {api_during * 1e3:.3f} ms"
+    )
     # The proxy's own accuracy: its delay is an event-loop timer (a ms or so late at worst).
     assert added_s <= faulted - healthy < added_s + 0.003
     assert abs(api_during - api_before) < 0.001
