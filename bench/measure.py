@@ -149,7 +149,9 @@ class Run:
         tier_otel = {"OTEL_BSP_SCHEDULE_DELAY": "500", "OTEL_SERVICE_NAME": ""}
         traced = self._tiers("traced", {**tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url})
         untraced = self._tiers("untraced", {"OTEL_SDK_DISABLED": "true"})
-        # the traced stack as it is, but without GET /metrics and its observations (issue 8)
+        # issue 8: two fresh traced stacks, one without GET /metrics and its observations
+        # (not the traced stack itself: by then it has served the rounds above, its twin none)
+        metered = self._tiers("metered", {**tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url})
         unmetered = self._tiers(
             "unmetered",
             {**tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url, "METRICS_ENABLED": "false"},
@@ -161,7 +163,9 @@ class Run:
             "bare", self.logs, query_delay_ms=0, otel={"OTEL_SDK_DISABLED": "true"},
             web_cpus=self.first, api_cpus=self.last,
         ).api  # fmt: skip
-        first = [sink, lab_collector, *self._procs(traced, untraced, unmetered, lab), bare]
+        first = [
+            sink, lab_collector, *self._procs(traced, untraced, metered, unmetered, lab), bare
+        ]  # fmt: skip
         self.procs.extend(first)
         self.placement = {
             "web tiers, fault proxy": _cpus(self.first),
@@ -182,6 +186,7 @@ class Run:
                 for target, cpu in (
                     (traced.url, self.wrk_on_last),
                     (untraced.url, self.wrk_on_last),
+                    (metered.url, self.wrk_on_last),
                     (unmetered.url, self.wrk_on_last),
                     (lab.url, self.wrk_on_last),
                     (direct_url, self.wrk_on_first),
@@ -189,7 +194,7 @@ class Run:
                 ):
                     wrk(target, plan.connections, plan.warm_up_s, cpu)
                 self.tracing_cost(traced, untraced)
-                self.metrics_cost(traced, unmetered)
+                self.metrics_cost(metered, unmetered)
                 self.proxy_cost(direct_url, proxied_url)
                 floor_windows = self.floor_traffic(lab)
                 self.soak(lab)

@@ -155,7 +155,7 @@ def details(rounds: dict[str, Any]) -> str:
     metrics = rounds.get("metrics")
     if metrics:
         out.append("metrics on vs off (both traced, order alternating):")
-        for label in ("traced", "unmetered"):
+        for label in ("metered", "unmetered"):
             runs = [r for r in metrics["runs"] if r["stack"] == label]
             out.append(f"  {label:9s} req/s {series([r['rate'] for r in runs], '.0f')}")
         out.append(f"  ratios: throughput {series(metrics['ratios'], '.3f')}")

@@ -12,6 +12,7 @@ random paths or statuses cannot grow the label sets without bound.
 """
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -29,6 +30,11 @@ BUCKETS = (
 )  # fmt: skip
 
 UNMATCHED_ROUTE = ""  # no route matched (404s): one label value, whatever the path
+# Any other method a client sends counts as _OTHER, as the HTTP conventions say: a scan of
+# made-up methods must not grow the label sets.
+KNOWN_METHODS = frozenset(
+    ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE", "QUERY")
+)
 
 
 def status_class(status: int) -> str:
@@ -48,9 +54,14 @@ class TierMetrics:
             registry=self.registry,
         )
         self.spans = SpanCounters(self.registry)
+        self._children: dict[tuple[str, str, str], Any] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self._server.labels(method, route, status_class(status)).observe(seconds)
+        key = (method if method in KNOWN_METHODS else "_OTHER", route, status_class(status))
+        child = self._children.get(key)
+        if child is None:  # labels() takes a lock and checks its arguments: once per key
+            child = self._children[key] = self._server.labels(*key)
+        child.observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -80,6 +91,7 @@ class OutboundMetrics:
 
     def __init__(self, registry: CollectorRegistry, edge: str) -> None:
         self.edge = edge
+        self._by_outcome: dict[str, Any] = {}
         self._duration = Histogram(
             "http_client_request_duration_seconds",
             "Duration of HTTP client requests to the API tier (OTel http.client.request.duration)",
@@ -133,9 +145,11 @@ class OutboundMetrics:
 
     def observe_call(self, status: int | None, seconds: float, new_connection: bool) -> None:
         """One call; `status` None when it failed without an answer."""
-        self._duration.labels(
-            self.edge, "error" if status is None else status_class(status)
-        ).observe(seconds)
+        outcome = "error" if status is None else status_class(status)
+        child = self._by_outcome.get(outcome)
+        if child is None:
+            child = self._by_outcome[outcome] = self._duration.labels(self.edge, outcome)
+        child.observe(seconds)
         if new_connection:
             self._created.inc()
 

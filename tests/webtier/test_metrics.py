@@ -99,10 +99,12 @@ def test_every_request_is_counted_once_in_each_histogram(
     assert web_metrics.value("netgap_spans_dropped_total") == 0
 
 
-def test_a_missing_route_is_one_label_whatever_the_path(tmp_path: Path) -> None:
+def test_a_missing_route_or_method_is_one_label_whatever_was_sent(tmp_path: Path) -> None:
     with running(api_tier(tmp_path, None, OTEL_SDK_DISABLED="true")) as api:
         with httpx.Client(timeout=5) as client:
             statuses = {client.get(f"{api.url}/scan/{i}").status_code for i in range(20)}
+            webdav = ("PROPFIND", "MKCOL", "LOCK", "UNLOCK", "COPY")  # methods httptools parses
+            odd = {client.request(method, f"{api.url}/").status_code for method in webdav}
         metrics = Scrape(api)
     assert statuses == {404}
     misses = [
@@ -110,7 +112,16 @@ def test_a_missing_route_is_one_label_whatever_the_path(tmp_path: Path) -> None:
         if s.name == "http_server_request_duration_seconds_count"
         and s.labels["http_response_status_class"] == "4xx"
     ]  # fmt: skip
-    assert [(s.labels["http_route"], s.value) for s in misses] == [("", 20)]
+    assert [
+        (s.labels["http_route"], s.value)
+        for s in misses
+        if s.labels["http_request_method"] == "GET"
+    ] == [("", 20)]
+    # made-up methods: one label value, as for paths
+    assert odd == {405}
+    others = {s.labels["http_request_method"] for s in metrics.samples if "method" in str(s.labels)}
+    assert others.isdisjoint(webdav)
+    assert "_OTHER" in others
 
 
 def test_remote_time_is_one_number_on_the_span_in_the_metric_and_in_server_timing(
