@@ -23,6 +23,7 @@ service, one span of another service serving that call), read from lean span row
 than decoded spans; it gives None for any other shape, and then `break_down` is the answer.
 """
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -258,9 +259,11 @@ def _phases(
 # -- the fast path: one SERVER root, one call, one server span ---------------------------------
 
 # A span as the fast path reads it: the store's trace seq (unused), span id, parent span id,
-# service, kind, start, end, and the OTLP protobuf body (opentelemetry.proto.trace.v1.Span),
-# needed of CLIENT spans only.
-LeanSpan = tuple[int, str, str, str, int, int, int, bytes | None]
+# service, kind, start, end, and, of CLIENT spans only, what the breakdown needs of the rest:
+# their call_facts (a str, written at ingest) or, stored before those were, the OTLP protobuf
+# body (opentelemetry.proto.trace.v1.Span).
+LeanSpan = tuple[int, str, str, str, int, int, int, str | bytes | None]
+PHASE_EVENTS = frozenset(("connect", "request sent", "first byte", "body done"))
 
 _REUSED_KEY = "netgap.connection.reused"
 _FAST_KEYS = frozenset((_REUSED_KEY, SRTT_KEY, RETRANSMITS_KEY))
@@ -367,20 +370,11 @@ def break_down_chain(trace_id: str, spans: Sequence[LeanSpan]) -> Chain | None:
     server_ns = server[6] - server[5]
     if total < call_ns or server_ns < 0:
         return None  # break_down warns of these
-    times: dict[str, int] = {}
-    found: dict[str, Any] = {}
-    body = client[7]
-    if body:
-        pb = PbSpan.FromString(body)
-        for event in pb.events:
-            times[event.name] = event.time_unix_nano
-        # The last of a repeated key is the one kept, and the web tier sets these three last
-        # (webtier.transport): from the end, the loop is over in a few steps.
-        for kv in reversed(pb.attributes):
-            if kv.key in _FAST_KEYS and kv.key not in found:
-                found[kv.key] = pb_value(kv.value)
-                if len(found) == len(_FAST_KEYS):
-                    break
+    facts = client[7]
+    if isinstance(facts, str):
+        times, found = json.loads(facts)
+    else:
+        times, found = _facts(PbSpan.FromString(facts)) if facts else ({}, {})
     reused = found.get(_REUSED_KEY)
     remote = call_ns - server_ns
     return Chain(
@@ -397,6 +391,33 @@ def break_down_chain(trace_id: str, spans: Sequence[LeanSpan]) -> Chain | None:
         (_outlasts(edge_name(caller, callee), server[1], call_id, remote),) if remote < 0 else (),
         _tcp(found.get(SRTT_KEY), found.get(RETRANSMITS_KEY)),
     )
+
+
+def call_facts(pb: PbSpan) -> str | None:
+    """What break_down_chain needs of a CLIENT span beyond the columns the store keeps, as
+    the store keeps it (JSON, written once at ingest, read without decoding the protobuf);
+    None for values JSON cannot carry (bytes, say): the chain then decodes the body."""
+    try:
+        return _FACTS_JSON(_facts(pb))
+    except (TypeError, ValueError):
+        return None
+
+
+def _facts(pb: PbSpan) -> tuple[dict[str, int], dict[str, Any]]:
+    """The connection-phase events' times (the last of a repeated name kept) and the values
+    of _FAST_KEYS (the last of a repeated key kept, as break_down reads attributes)."""
+    times = {e.name: e.time_unix_nano for e in pb.events if e.name in PHASE_EVENTS}
+    found: dict[str, Any] = {}
+    # The web tier sets these three last (webtier.transport): from the end, few steps.
+    for kv in reversed(pb.attributes):
+        if kv.key in _FAST_KEYS and kv.key not in found:
+            found[kv.key] = pb_value(kv.value)
+            if len(found) == len(_FAST_KEYS):
+                break
+    return times, found
+
+
+_FACTS_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _outlasts(edge: str, server_span_id: str, call_span_id: str, remote: int) -> str:

@@ -40,18 +40,26 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
-from netgap.breakdown import Chain, LeanSpan, TraceBreakdown, break_down, break_down_chain
+from netgap.breakdown import (
+    Chain,
+    LeanSpan,
+    TraceBreakdown,
+    break_down,
+    break_down_chain,
+    call_facts,
+)
 from netgap.collector.otlp_proto import attributes, span_to_pb
 from netgap.errors import NetgapError
 from netgap.model import KIND_NAMES, Event, Span
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: spans.facts
 APPLICATION_ID = 0x6E676170  # "ngap": marks the file as ours
 DEFAULT_SEARCH_LIMIT = 100  # Jaeger's default query.searchDepth (v2.20)
 _EVICT_BATCH = 1000  # traces dropped per transaction, so ingest is never held up for long
 _CACHE_LIMIT = 10_000  # entries in each in-memory scope cache before it starts afresh
 _LEAN_BATCH = 2000  # traces read per query by find_breakdowns
 _NO_LIMIT = 2**62
+CLIENT_KIND = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS traces (
@@ -79,6 +87,7 @@ CREATE TABLE IF NOT EXISTS spans (
     end_ns INTEGER NOT NULL,
     scope_id INTEGER NOT NULL,
     body BLOB NOT NULL,  -- opentelemetry.proto.trace.v1.Span
+    facts TEXT,  -- CLIENT spans: breakdown.call_facts, so a breakdown need not decode body
     PRIMARY KEY (trace_seq, span_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS spans_by_service ON spans (service, start_ns);
@@ -117,8 +126,8 @@ ON CONFLICT (trace_id) DO UPDATE SET
 """
 _INSERT_SPAN = """
 INSERT OR IGNORE INTO spans (trace_seq, span_id, parent_span_id, service, name, kind, start_ns,
-                             end_ns, scope_id, body)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+                             end_ns, scope_id, body, facts)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 # Recounted rather than added to, so a span sent twice never counts twice.
 _COUNT_SPANS = """
 UPDATE traces SET span_count = (SELECT count(*) FROM spans WHERE trace_seq = ?1) WHERE seq = ?1
@@ -140,13 +149,13 @@ FROM spans"""
 # traces whose seqs are in a JSON list, or (quicker, for a dense batch) in a range.
 _LEAN_IN = """
 SELECT s.trace_seq, s.span_id, s.parent_span_id, s.service, s.kind, s.start_ns, s.end_ns,
-       iif(s.kind = 3, s.body, NULL)
+       iif(s.kind = 3, coalesce(s.facts, s.body), NULL)
 FROM spans s LEFT JOIN spans p ON p.trace_seq = s.trace_seq AND p.span_id = s.parent_span_id
 WHERE (p.kind IS NULL OR p.kind = 3 OR s.kind = 3)
   AND s.trace_seq IN (SELECT value FROM json_each(?))"""
 _LEAN_RANGE = """
 SELECT s.trace_seq, s.span_id, s.parent_span_id, s.service, s.kind, s.start_ns, s.end_ns,
-       iif(s.kind = 3, s.body, NULL)
+       iif(s.kind = 3, coalesce(s.facts, s.body), NULL)
 FROM spans s LEFT JOIN spans p ON p.trace_seq = s.trace_seq AND p.span_id = s.parent_span_id
 WHERE (p.kind IS NULL OR p.kind = 3 OR s.kind = 3) AND s.trace_seq BETWEEN ? AND ?"""
 _SELECT_SUMMARIES = """
@@ -340,6 +349,7 @@ class Store:
                             end,
                             scope_id,
                             pb.SerializeToString(),
+                            call_facts(pb) if kind == CLIENT_KIND else None,
                         ]
                     )
                     operations.add((service, name, kind))
@@ -360,6 +370,7 @@ class Store:
                 resource_json = _dumps(span.resource)
                 scope_id = self._scope_id(cur, resource_json, *key[1:], now)
                 scope_ids[key] = scope_id
+            pb = span_to_pb(span)
             rows.append(
                 [
                     span.trace_id,
@@ -371,7 +382,8 @@ class Store:
                     span.start_ns,
                     span.end_ns,
                     scope_id,
-                    span_to_pb(span).SerializeToString(),
+                    pb.SerializeToString(),
+                    call_facts(pb) if span.kind == CLIENT_KIND else None,
                 ]
             )
             operations.add((span.service, span.name, span.kind))
@@ -769,6 +781,8 @@ class Store:
             raise StoreError(f"{self.path} is an SQLite file but not a netgap trace store")
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path} was written by a newer netgap (store version {version})")
+        if version == 1:  # spans.facts came in 2; rows from before have none (body is read)
+            conn.execute("ALTER TABLE spans ADD COLUMN facts TEXT")
         # WAL: readers never wait for the writer. NORMAL: a commit survives a crash of the
         # process (not a power cut), at a fraction of FULL's cost.
         conn.execute("PRAGMA journal_mode = WAL")

@@ -5,6 +5,7 @@ must be the same, trace by trace and number by number."""
 
 import json
 import random
+import sqlite3
 import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
@@ -189,3 +190,29 @@ def test_the_last_of_a_repeated_attribute_counts_as_when_decoded(store: Store) -
     fast = assert_same(store, WEB, None)
     assert all(isinstance(b, Chain) for b in fast)
     assert sorted(b.connection for b in fast if isinstance(b, Chain)) == [0, 0, 1, 1]
+
+
+def test_spans_stored_before_call_facts_are_read_from_their_bodies(store: Store) -> None:
+    """Rows of a store from before spans.facts (NULL there) give the very same answers."""
+    ingest(store, random.Random(4), 300, 0.3)
+    with_facts = summary_json(assert_same(store, WEB, None), None)
+    with store._transaction() as cur:
+        assert cur.execute("SELECT count(facts) FROM spans").fetchone()[0] > 0
+        cur.execute("UPDATE spans SET facts = NULL")
+    assert summary_json(assert_same(store, WEB, None), None) == with_facts
+
+
+def test_a_version_1_store_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "traces.db"
+    with Store(path) as store:
+        ingest(store, random.Random(5), 40, 0.0)
+        before = summary_json(list(store.find_breakdowns(WEB)), None)
+    with sqlite3.connect(path) as conn:  # as netgap before spans.facts left it
+        conn.execute("ALTER TABLE spans DROP COLUMN facts")
+        conn.execute("PRAGMA user_version = 1")
+    with Store(path) as store:
+        assert summary_json(assert_same(store, WEB, None), None) == before
+        ingest(store, random.Random(6), 5, 0.0)  # new rows get their facts
+        with store._transaction() as cur:
+            assert cur.execute("SELECT count(facts) FROM spans").fetchone()[0] == 5
+            assert cur.execute("PRAGMA user_version").fetchone()[0] == 2
