@@ -76,13 +76,17 @@ def header(text: str) -> tuple[str, str]:
 
 
 def duration_s(text: str) -> float:
-    """Seconds from `20s`, `2m`, `1h30m`, `500ms` or plain seconds (`1.5`); 0 allowed."""
+    """Seconds from `20s`, `2m`, `1h30m`, `500ms` or plain seconds (`1.5`); 0 allowed, a
+    negative one refused."""
     try:
-        return duration_ns(text) / 1e9
+        seconds = duration_ns(text) / 1e9
     except TimeFormatError:
         raise argparse.ArgumentTypeError(
             f"not a duration: {text!r} (e.g. 20s, 2m, 1h, 500ms, or plain seconds)"
         ) from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return seconds
 
 
 def positive_duration_s(text: str) -> float:

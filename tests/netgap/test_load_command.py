@@ -145,6 +145,11 @@ def test_every_answer_an_error_exits_1() -> None:
         (["http://127.0.0.1/", "--rate", "lots"], "--rate"),
         (["http://127.0.0.1/", "--rate", "1", "--duration", "5x"], "--duration"),
         (["http://127.0.0.1/", "--rate", "1", "--duration", "-1s"], "--duration"),
+        # with `=`, argparse hands the value over: the type must refuse it
+        (
+            ["http://127.0.0.1/", "--rate", "1", "--duration=-1s"],
+            "--duration: must not be negative",
+        ),
         (["http://127.0.0.1/", "--rate", "1", "--max-inflight", "0"], "--max-inflight"),
         (["http://127.0.0.1/", "--rate", "1", "--timeout", "0"], "--timeout"),
         (["http://127.0.0.1/", "--rate", "1", "--interval", "0s"], "--interval"),
