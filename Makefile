@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck lock clean bench
+.PHONY: demo test lint typecheck lock clean bench soak
 
 # The incident in about a minute: healthy, 20 s of the story's fault, recovery; report in .scenario/
 demo: $(STAMP)
@@ -13,6 +13,10 @@ demo: $(STAMP)
 # Every performance figure with its target, measured side by side (about 5 min; see bench/)
 bench: $(STAMP)
 	$(BIN)/python -m bench --out .bench/results.json
+
+# 10 min at 100 req/s on the traced tiers and a collector: errors, RSS growth, open fds (bench/soak.py)
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --duration 10m --rate 100 --out .bench/soak.json
 
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest
