@@ -30,9 +30,10 @@ VARIANTS: dict[str, Path] = {
     "nodeport": K8S / "overlays" / "nodeport",
     "same-node": K8S / "overlays" / "same-node",
     "fault": K8S / "overlays" / "fault",
+    "prometheus": K8S / "overlays" / "prometheus",
 }
 # The variants that deploy the lab itself (the fault overlay only adds the agent).
-APP_VARIANTS = ("base", "nodeport", "same-node")
+APP_VARIANTS = ("base", "nodeport", "same-node", "prometheus")
 WORKLOAD_KINDS = ("Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
 
 Obj = dict[str, Any]

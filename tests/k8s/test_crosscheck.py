@@ -228,6 +228,71 @@ def test_probes_hit_real_routes(variant: str) -> None:
                 assert (http["path"], port) == JAEGER_HEALTH
 
 
+# -- metrics scrapes
+
+
+@pytest.mark.parametrize("variant", APP_VARIANTS)
+def test_scrape_annotations_point_at_the_metrics_route(variant: str) -> None:
+    """The tiers' pods, and only theirs, ask to be scraped, on the port the tier listens on (the
+    container port named http, the PORT it is given) at a path the tier serves metrics on."""
+    objects = render(variant)
+    annotated = {
+        w["metadata"]["name"]
+        for w in workloads(objects)
+        if pod_template(w)["metadata"].get("annotations", {}).get("prometheus.io/scrape")
+    }
+    assert annotated == set(TIERS)
+    for tier in sorted(TIERS):
+        c = container(objects, tier)
+        annotations = c.pod["metadata"]["annotations"]
+        environment = container_environment(objects, c)
+        settings, _ = tier_settings(tier, environment)
+        assert annotations["prometheus.io/scrape"] == "true"
+        port = annotations["prometheus.io/port"]
+        assert port == str(c.port("http")) == environment["PORT"] == str(settings.server.port)
+        assert settings.server.metrics, f"{tier}: METRICS_ENABLED is off, nothing to scrape"
+        path = annotations["prometheus.io/path"]
+        assert get_status(tier, path) == 200, f"{tier} serves no metrics at {path}"
+
+
+def _duration_s(text: str) -> float:
+    match = re.fullmatch(r"(?=.)(?:(\d+)m)?(?:(\d+)s)?", text)
+    assert match, f"{text}: expected a duration such as 15s or 1m"
+    return 60 * int(match[1] or 0) + int(match[2] or 0)
+
+
+def test_service_monitor_scrapes_both_tiers_metrics() -> None:
+    """The ServiceMonitor selects the two tiers' Services and no other, each endpoint names a
+    port every selected Service has, and that port reaches the tier's http port, where the
+    path is the metrics route."""
+    objects = render("prometheus")
+    [monitor] = of_kind(objects, "ServiceMonitor")
+    spec = monitor["spec"]
+    assert monitor["metadata"]["namespace"] == NAMESPACE
+    # Without a namespaceSelector the Operator looks in the monitor's own namespace only.
+    assert spec.get("namespaceSelector", {"matchNames": [NAMESPACE]}) == {"matchNames": [NAMESPACE]}
+    services = [
+        s
+        for s in of_kind(objects, "Service")
+        if s["metadata"]["namespace"] == NAMESPACE
+        and selects(spec["selector"], s["metadata"].get("labels", {}))
+    ]
+    assert sorted(s["metadata"]["name"] for s in services) == sorted(TIERS)
+    assert spec["endpoints"]
+    for endpoint in spec["endpoints"]:
+        assert endpoint.get("scheme", "http") == "http"
+        interval = _duration_s(endpoint["interval"])
+        assert 0 < _duration_s(endpoint.get("scrapeTimeout", "10s")) <= interval <= 60
+        for service in services:
+            name = service["metadata"]["name"]
+            ports = [p for p in service["spec"]["ports"] if p.get("name") == endpoint["port"]]
+            assert len(ports) == 1, f"Service {name} has no port named {endpoint['port']!r}"
+            [(c, number)] = backends(objects, service, ports[0])
+            assert c.workload["metadata"]["name"] == name
+            assert number == c.port("http")
+            assert get_status(name, endpoint["path"]) == 200, f"{name}: {endpoint['path']}"
+
+
 # -- the environment
 
 

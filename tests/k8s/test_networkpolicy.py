@@ -15,6 +15,7 @@ from tests.k8s.manifests import (
     of_kind,
     pod_template,
     render,
+    selects,
     service_for_url,
     workloads,
 )
@@ -26,6 +27,18 @@ KUBE_DNS = Endpoint(
 # A pod in another namespace wearing the web tier's labels: namespaces must not be ignored.
 IMPOSTOR = Endpoint("impostor", "10.244.3.3", "default", {"app.kubernetes.io/name": "webtier"})
 OUTSIDE = Endpoint("outside", "203.0.113.7")  # a documentation address; nothing is sent
+# The Prometheus Operator's pods in the monitoring namespace, a pod there that is not
+# Prometheus, and a Prometheus elsewhere: only the first may scrape (overlays/prometheus).
+MONITORING = "monitoring"
+PROMETHEUS = Endpoint(
+    "prometheus", "10.244.4.4", MONITORING, {"app.kubernetes.io/name": "prometheus"}
+)
+MONITORING_OTHER = Endpoint(
+    "monitoring-other", "10.244.4.5", MONITORING, {"app.kubernetes.io/name": "grafana"}
+)
+STRAY_PROMETHEUS = Endpoint(
+    "stray-prometheus", "10.244.5.5", "default", {"app.kubernetes.io/name": "prometheus"}
+)
 # Ports the Jaeger process listens on besides the four it declares (its built-in config).
 JAEGER_UNDECLARED = (16685, 14250, 14268, 9411, 5778, 5779, 8888, 27777)
 TCP, UDP = "TCP", "UDP"
@@ -45,8 +58,18 @@ NEEDED = {
 }
 # Through a node port anyone reaches the web tier (including, after SNAT, the nodes); pods of
 # the namespace still only send what their egress rules allow.
-NODEPORT = {(source, "webtier", 8800, TCP) for source in ("outside", "impostor", "kube-dns")}
-EXPECTED = {"base": NEEDED, "same-node": NEEDED, "nodeport": NEEDED | NODEPORT}
+NODEPORT = {
+    (source.name, "webtier", 8800, TCP)
+    for source in (OUTSIDE, IMPOSTOR, KUBE_DNS, PROMETHEUS, MONITORING_OTHER, STRAY_PROMETHEUS)
+}
+# The scrapes: each tier's port named http, from the Prometheus pods only.
+SCRAPES = {("prometheus", "webtier", 8800, TCP), ("prometheus", "apitier", 8801, TCP)}
+EXPECTED = {
+    "base": NEEDED,
+    "same-node": NEEDED,
+    "nodeport": NEEDED | NODEPORT,
+    "prometheus": NEEDED | SCRAPES,
+}
 
 
 def lab_pods(objects: list[Obj]) -> list[Endpoint]:
@@ -76,14 +99,15 @@ def cluster(objects: list[Obj]) -> Cluster:
         for obj in of_kind(objects, "Namespace")
     }
     return Cluster(
-        {**namespaces, "kube-system": {}, "default": {}}, of_kind(objects, "NetworkPolicy")
+        {**namespaces, "kube-system": {}, "default": {}, MONITORING: {}},
+        of_kind(objects, "NetworkPolicy"),
     )
 
 
 def candidate_flows(pods: list[Endpoint]) -> list[Flow]:
     """Every flow into or out of a lab pod: to each declared port (and some undeclared ones)
     of each pod, DNS, and the outside world."""
-    everyone = [*pods, KUBE_DNS, IMPOSTOR, OUTSIDE]
+    everyone = [*pods, KUBE_DNS, IMPOSTOR, OUTSIDE, PROMETHEUS, MONITORING_OTHER, STRAY_PROMETHEUS]
     flows = []
     for src in everyone:
         for dst in everyone:
@@ -116,6 +140,45 @@ def test_exactly_the_needed_flows_are_allowed(variant: str) -> None:
     assert ("webtier", "jaeger", 16686) in denied
     assert ("outside", "apitier", 8801) in denied
     assert ("impostor", "apitier", 8801) in denied
+    assert ("monitoring-other", "apitier", 8801) in denied
+    assert ("stray-prometheus", "apitier", 8801) in denied
+    assert ("prometheus", "jaeger", 4318) in denied
+
+
+def test_scrapes_reach_the_servicemonitors_targets() -> None:
+    """Derived from the ServiceMonitor rather than listed: every pod behind each endpoint's
+    Service port, on the container port it lands on, is open to the Prometheus pods; and the
+    scrape policy opens exactly the ports the monitor scrapes, on exactly the pods it selects."""
+    objects = render("prometheus")
+    pods = {pod.name: pod for pod in lab_pods(objects)}
+    policies = cluster(objects)
+    [monitor] = of_kind(objects, "ServiceMonitor")
+    targets = set()
+    for service in of_kind(objects, "Service"):
+        if not selects(monitor["spec"]["selector"], service["metadata"].get("labels", {})):
+            continue
+        for endpoint in monitor["spec"]["endpoints"]:
+            [port] = [p for p in service["spec"]["ports"] if p.get("name") == endpoint["port"]]
+            for backend, number in backends(objects, service, port):
+                targets.add((backend.workload["metadata"]["name"], number))
+    assert targets == {("webtier", 8800), ("apitier", 8801)}
+    for name, number in targets:
+        assert policies.allows(Flow(PROMETHEUS, pods[name], number)), (name, number)
+    [scrape] = [
+        p
+        for p in of_kind(objects, "NetworkPolicy")
+        if p not in of_kind(render("base"), "NetworkPolicy")
+    ]
+    selected = {p.name for p in pods.values() if selects(scrape["spec"]["podSelector"], p.labels)}
+    assert selected == {name for name, _ in targets}
+    alone = Cluster({NAMESPACE: {}, MONITORING: {}}, [scrape])
+    opened = {
+        (pod.name, number)
+        for pod in pods.values()
+        for number in {*pod.ports.values(), 9999}
+        if pod.name in selected and alone.allows(Flow(PROMETHEUS, pod, number))
+    }
+    assert opened == targets
 
 
 @pytest.mark.parametrize("variant", APP_VARIANTS)

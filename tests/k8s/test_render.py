@@ -1,5 +1,6 @@
 """`kubectl kustomize` renders k8s/ and every overlay, and each object it renders is valid
-Kubernetes (kubernetes-validate --strict: unknown fields are errors too)."""
+Kubernetes (kubernetes-validate --strict: unknown fields are errors too), or, for a custom
+resource, valid against its CustomResourceDefinition as vendored in schemas/ (tests.k8s.crd)."""
 
 from collections import Counter
 
@@ -11,6 +12,7 @@ from kubernetes_validate.utils import (  # type: ignore[import-untyped]
     latest_version,
 )
 
+from tests.k8s import crd
 from tests.k8s.manifests import (
     APP_VARIANTS,
     FAULT_NAMESPACE,
@@ -40,6 +42,7 @@ KINDS = {
     "nodeport": {**BASE_KINDS, "NetworkPolicy": 8},
     "same-node": BASE_KINDS,
     "fault": {"Namespace": 1, "Job": 1},
+    "prometheus": {**BASE_KINDS, "NetworkPolicy": 8, "ServiceMonitor": 1},
 }
 CLUSTER_SCOPED = {"Namespace"}
 
@@ -85,6 +88,13 @@ def test_the_fault_overlay_adds_only_its_own_namespace() -> None:
 
 def _validate(obj: Obj, version: str) -> None:
     where = f"{obj['kind']} {obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+    if crd.known(obj):
+        try:
+            crd.validate(obj)
+        except crd.ValidationError as exc:
+            path = ".".join(str(part) for part in exc.absolute_path)
+            pytest.fail(f"{where} does not match its CRD: {path}: {exc.message}")
+        return
     try:
         kubernetes_validate.validate(obj, version, strict=True)
     except ValidationError as exc:
@@ -107,3 +117,40 @@ def test_the_validator_is_strict() -> None:
     deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
     with pytest.raises(ValidationError):
         kubernetes_validate.validate(deployment, latest_version(), strict=True)
+
+
+# -- custom resources
+
+
+def test_vendored_crds_are_the_upstream_files() -> None:
+    """Each file under schemas/ is its upstream file byte for byte below the provenance line
+    (the blob id it names), so a schema cannot be loosened here to let a manifest through."""
+    for filename in crd.CRD_FILES:
+        line, body = crd.provenance(filename)
+        assert line.startswith("# Vendored verbatim below this line: github.com/"), filename
+        assert crd.git_blob(body) == crd.upstream_blob(filename), filename
+
+
+def test_the_crd_validation_is_strict() -> None:
+    """A misspelt field, a field at the wrong level, a malformed value or bad metadata fails
+    the check above, as each would fail `kubectl apply` against the real CRD."""
+    [monitor] = [obj for obj in render("prometheus") if obj["kind"] == "ServiceMonitor"]
+    assert crd.known(monitor)
+    crd.validate(monitor)
+    endpoint = monitor["spec"]["endpoints"][0]
+    broken: list[tuple[str, object]] = [
+        ("intervall", "15s"),  # unknown field in an endpoint
+        ("interval", "15 seconds"),  # not a Prometheus duration
+        ("scheme", "tcp"),  # not in the enum
+        ("port", 80),  # the Service port's name, a string
+    ]
+    for key, value in broken:
+        bad = {**monitor, "spec": {**monitor["spec"], "endpoints": [{**endpoint, key: value}]}}
+        with pytest.raises(crd.ValidationError):
+            crd.validate(bad)
+    with pytest.raises(crd.ValidationError):
+        crd.validate({**monitor, "spec": {**monitor["spec"], "jobLabell": "x"}})
+    with pytest.raises(crd.ValidationError):
+        crd.validate({**monitor, "metadata": {**monitor["metadata"], "lables": {}}})
+    with pytest.raises(crd.ValidationError):
+        crd.validate({**monitor, "spec": {"endpoints": monitor["spec"]["endpoints"]}})  # selector
