@@ -20,8 +20,13 @@ METRICS_SCHEME = "metrics+"
 PROMETHEUS_SCHEME = "prometheus+"
 SCHEMES = (METRICS_SCHEME, PROMETHEUS_SCHEME)
 TIMEOUT_S = 10.0
-# Apart by more than this beyond the metric's own bucket, the two numbers disagree.
-SLACK_NS = 500_000
+# The trace-based p50 and the metric's disagree when the first lies outside the metric's p50
+# bucket widened by this factor and this margin either way. Wide on purpose: the two differ a
+# little by construction (the metric subtracts the API's Server-Timing, sent with the headers;
+# the traces its SERVER span, which ends after the body), by more on a busy machine, and what
+# is worth saying is the large gap of calls missing from the traces.
+SLACK_FACTOR = 2.0
+SLACK_NS = 2_000_000
 
 
 class MetricSourceError(NetgapError):
@@ -131,7 +136,7 @@ def agreement(metric: dict[str, Any], summary: dict[str, Any]) -> list[str]:
                 )
             continue
         low, high = numbers["p50_bucket_ns"]
-        if not low - SLACK_NS <= traced["p50"] <= high + SLACK_NS:
+        if not low / SLACK_FACTOR - SLACK_NS <= traced["p50"] <= high * SLACK_FACTOR + SLACK_NS:
             found.append(
                 f"{edge}: remote p50 {traced['p50'] / 1e6:.3f} ms in the traces, "
                 f"{numbers['p50'] / 1e6:.3f} ms in the metric (its bucket "

@@ -48,8 +48,11 @@ def test_each_client_span_carries_the_connections_tcp_info(
     tcp = [{k.removeprefix("netgap.tcp."): v for k, v in s.attributes.items() if "tcp." in k}
            for s in spans]  # fmt: skip
     assert [t["new_connection"] for t in tcp] == [True] + [False] * (N - 1)
-    assert all(0 < t["srtt_us"] < 1000 for t in tcp), [t["srtt_us"] for t in tcp]  # loopback
-    assert all(t["min_rtt_us"] < 200 for t in tcp)
+    # Loopback: the path's floor is tens of us. srtt also carries how long the API takes to
+    # answer (its answer acknowledges the request): well under 1 ms on an idle machine, more
+    # when the API waits for a CPU, so it is bounded loosely here.
+    assert all(t["min_rtt_us"] < 1000 for t in tcp), [t["min_rtt_us"] for t in tcp]
+    assert all(0 < t["srtt_us"] < 50_000 for t in tcp), [t["srtt_us"] for t in tcp]
     assert all(t["retransmits"] == 0 and t["bytes_retransmitted"] == 0 for t in tcp)
     assert all(t["snd_cwnd"] >= 1 and t["rto_us"] >= 200_000 for t in tcp)
     assert all(t["min_rtt_us"] <= t["srtt_us"] + t["rttvar_us"] for t in tcp)
@@ -78,4 +81,4 @@ def test_through_the_proxy_remote_time_rises_and_srtt_does_not(
     remote = sorted(s.attributes["netgap.remote_seconds"] for s in spans)
     srtt = sorted(s.attributes["netgap.tcp.srtt_us"] for s in spans)
     assert remote[N // 2] >= 2 * added_s  # both directions
-    assert srtt[N // 2] < 1000
+    assert srtt[N // 2] < added_s * 1e6 / 4  # the connection ends at the proxy: no 20 ms in it

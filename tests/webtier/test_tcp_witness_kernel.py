@@ -140,7 +140,9 @@ def test_shaping_the_path_shows_in_srtt_and_retransmissions(pair: Pair, tmp_path
         f"{drops}"
     )
     assert calm["ok"] == calm["sent"]
-    assert calm_p50 < 1000
+    # Under 1 ms on an idle machine (0.47-0.77 ms here); srtt carries how long the API takes
+    # to answer (its answer acknowledges the request), which CPU contention stretches.
+    assert calm_p50 < 2000
     assert not any(
         s["attributes"]["netgap.tcp.retransmits"] for s in clients if started(s) < shaped_ns
     )
