@@ -23,8 +23,10 @@ S = TypeVar("S", bound=TierSettings)
 def run_tier(name: str, read_settings: Callable[[], S], create_app: Callable[[S], FastAPI]) -> None:
     try:
         settings = read_settings()
+        configure_logging(name, settings.server.log_level)
+        # Building the app checks what only the SDK knows (OTEL_BSP_* sizes against each other)
+        app = create_app(settings)
     except SettingsError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         sys.exit(2)
-    configure_logging(name, settings.server.log_level)
-    serve(create_app(settings), settings.server)
+    serve(app, settings.server)

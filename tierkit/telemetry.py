@@ -174,7 +174,11 @@ def setup_telemetry(settings: TelemetrySettings, counters: SpanCounters | None =
     exporters = _exporters(settings, counters)
     for exporter in exporters:
         counted = counters if isinstance(exporter, OutageAwareExporter) else None
-        provider.add_span_processor(CountingBatchSpanProcessor(exporter, counted))
+        try:
+            processor = CountingBatchSpanProcessor(exporter, counted)
+        except ValueError as exc:  # the SDK's check of the OTEL_BSP_* sizes against each other
+            raise SettingsError(f"OTEL_BSP_*: {exc}") from None
+        provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
     return Telemetry(settings, provider, exporters)
 

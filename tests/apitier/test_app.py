@@ -87,6 +87,9 @@ def test_sdk_disabled_serves_without_tracing(tmp_path: Path, receiver: OtlpRecei
         ({"QUERY_DELAY_MS": "nan"}, "QUERY_DELAY_MS must be from 0"),
         ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR"),
         ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER must be a list of"),
+        # the SDK checks these against each other (the batch's default is 512)
+        ({"OTEL_BSP_MAX_QUEUE_SIZE": "256"}, "OTEL_BSP_*: max_export_batch_size must be less"),
+        ({"METRICS_ENABLED": "maybe"}, "METRICS_ENABLED"),
     ],
 )
 def test_bad_settings_exit_2_naming_the_variable(env: dict[str, str], message: str) -> None:
