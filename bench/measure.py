@@ -300,12 +300,15 @@ class Run:
     def metrics_cost(self, metered: stack.Tiers, unmetered: stack.Tiers) -> None:
         """Issue 8's: throughput with GET /metrics and its observations on vs off, traced."""
         plan = self.plan
-        self.say(f"metrics on vs off (both traced): {plan.rounds} rounds ...")
+        # Twice the rounds at half the length: a difference of a few percent needs pairs close
+        # together in time, as this machine's CPU speed drifts by tens of percent in minutes.
+        rounds, seconds = 2 * plan.rounds, max(1.0, plan.load_s / 2)
+        self.say(f"metrics on vs off (both traced): {rounds} rounds of {seconds:g} s ...")
         runs: list[dict[str, Any]] = []
         ratios: list[float] = []
-        for i in range(plan.rounds):
+        for i in range(rounds):
             order = (metered, unmetered) if i % 2 == 0 else (unmetered, metered)
-            loaded = {t.label: self._load(t, plan.connections, plan.load_s) for t in order}
+            loaded = {t.label: self._load(t, plan.connections, seconds) for t in order}
             runs.extend({"round": i + 1, **loaded[t.label]} for t in (metered, unmetered))
             on, off = loaded[metered.label]["rate"], loaded[unmetered.label]["rate"]
             ratios.append(round(on / off, 4))
