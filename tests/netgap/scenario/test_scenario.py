@@ -267,7 +267,7 @@ def test_a_bad_duration_is_one_line_and_exit_2() -> None:
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["--baseline=-1s"], "argument --baseline: must be more than 0"),
+        (["--baseline=-1s"], "argument --baseline: must not be negative, got -1s"),
         (["--fault", "0"], "argument --fault: must be more than 0"),
         (["--recovery", "soon"], "argument --recovery: not a duration"),
         (["--rate", "0"], "argument --rate: must be more than 0"),
