@@ -36,11 +36,17 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from bench import report, stack
 from netgap import aio
-from netgap.argtypes import duration_s, positive_duration_s, positive_float
+from netgap.argtypes import (
+    OneLineParser,
+    duration_s,
+    non_negative_int,
+    positive_duration_s,
+    positive_float,
+)
 from netgap.collector.store import Store
 from netgap.loadgen import DROPPED, LoadConfig, LoadGenerator, LoadResult
 
@@ -88,25 +94,8 @@ class SoakError(Exception):
 # -- the command line ------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    """Bad arguments are one line naming the flag (and exit 2), as netgap's commands do."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def parser() -> _Parser:
-    p = _Parser(
+def parser() -> OneLineParser:
+    p = OneLineParser(
         prog="python -m bench.soak",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

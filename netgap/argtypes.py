@@ -3,6 +3,7 @@
 import argparse
 import math
 import re
+from typing import NoReturn
 
 import httpx
 
@@ -54,14 +55,29 @@ def positive_float(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments are one line naming the flag (and exit 2), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def whole_number(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be {least} or more, got {value}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    return whole_number(text, 0)
+
+
+def positive_int(text: str) -> int:
+    return whole_number(text, 1)
 
 
 def header(text: str) -> tuple[str, str]:

@@ -3,21 +3,14 @@
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
+from netgap.argtypes import OneLineParser
 from netgap.commands import COMMANDS
 from netgap.errors import NetgapError
 
 
-class _Parser(argparse.ArgumentParser):
-    """Bad arguments are one line naming the flag (and exit 2), not a usage dump."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="netgap",
         description="A lab for finding network latency between traced services.",
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from netgap.cli import _Parser
+from netgap.argtypes import OneLineParser
 from netgap.errors import UsageError
 from netgap.fault import k8s
 from netgap.fault.k8s_command import add_arguments, faults_from_args, run
@@ -34,7 +34,7 @@ SECURITY = {
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    parser = _Parser(prog="netgap fault k8s")
+    parser = OneLineParser(prog="netgap fault k8s")
     add_arguments(parser)
     return parser.parse_args(argv)
 
