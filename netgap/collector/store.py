@@ -50,7 +50,7 @@ from netgap.breakdown import (
 )
 from netgap.collector.otlp_proto import attributes, span_to_pb
 from netgap.errors import NetgapError
-from netgap.model import KIND_NAMES, Event, Span
+from netgap.model import CLIENT, KIND_NAMES, Event, Span
 
 SCHEMA_VERSION = 2  # 2: spans.facts
 APPLICATION_ID = 0x6E676170  # "ngap": marks the file as ours
@@ -59,7 +59,6 @@ _EVICT_BATCH = 1000  # traces dropped per transaction, so ingest is never held u
 _CACHE_LIMIT = 10_000  # entries in each in-memory scope cache before it starts afresh
 _LEAN_BATCH = 2000  # traces read per query by find_breakdowns
 _NO_LIMIT = 2**62
-CLIENT_KIND = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS traces (
@@ -349,7 +348,7 @@ class Store:
                             end,
                             scope_id,
                             pb.SerializeToString(),
-                            call_facts(pb) if kind == CLIENT_KIND else None,
+                            call_facts(pb) if kind == CLIENT else None,
                         ]
                     )
                     operations.add((service, name, kind))
@@ -383,7 +382,7 @@ class Store:
                     span.end_ns,
                     scope_id,
                     pb.SerializeToString(),
-                    call_facts(pb) if span.kind == CLIENT_KIND else None,
+                    call_facts(pb) if span.kind == CLIENT else None,
                 ]
             )
             operations.add((span.service, span.name, span.kind))
