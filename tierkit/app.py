@@ -25,10 +25,12 @@ def new_app(
     *,
     server_timing: ServerTiming,
     flush_timeout_s: float,
+    testify: bool,
 ) -> FastAPI:
     """An app whose lifespan reports the telemetry set-up at start and flushes spans at exit,
     around the tier's own `lifespan` (which opens and closes the tier's shared resources), and
-    which serves `metrics` (if any) at GET /metrics."""
+    which serves `metrics` (if any) at GET /metrics. With `testify`, its SERVER spans carry
+    their connection's TCP_INFO (tierkit.tcpinfo)."""
 
     @asynccontextmanager
     async def lifespan_with_telemetry(app: FastAPI) -> AsyncIterator[StateT]:
@@ -56,7 +58,7 @@ def new_app(
         server_timing=server_timing,
         observe=metrics.observe_request if metrics is not None else _unobserved,
     )
-    telemetry.instrument_app(app)
+    telemetry.instrument_app(app, testify=testify)
     return app
 
 

@@ -119,14 +119,16 @@ class Telemetry:
             return trace.NoOpTracer()
         return self._provider.get_tracer(name)
 
-    def instrument_app(self, app: FastAPI) -> None:
-        """A SERVER span per request, outside the app's other middleware (add it last)."""
+    def instrument_app(self, app: FastAPI, *, testify: bool) -> None:
+        """A SERVER span per request, outside the app's other middleware (add it last); with
+        `testify`, carrying the TCP_INFO of the connection the request came in on."""
         if self._provider is None:
             return
         app.add_middleware(
             ServerSpanMiddleware,
             tracer=self._provider.get_tracer("tierkit.tracing"),
             excluded_paths=UNTRACED_PATHS,
+            testify=testify,
         )
 
     def traced(self, transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:

@@ -130,11 +130,18 @@ class ServerSpanMiddleware:
     ends after the last byte of the response is handed to the server.
     """
 
-    def __init__(self, app: ASGIApp, *, tracer: trace.Tracer, excluded_paths: Iterable[str]):
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tracer: trace.Tracer,
+        excluded_paths: Iterable[str],
+        testify: bool = True,
+    ):
         self.app = app
         self.tracer = tracer
         self.excluded_paths = frozenset(excluded_paths)
-        self.witness = Witness()
+        self.witness = Witness() if testify else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.excluded_paths:
@@ -182,6 +189,8 @@ class ServerSpanMiddleware:
         """The connection's TCP_INFO once the response is written (tierkit.protocol puts the
         socket in the scope). What the response's bytes need resent after this moment is
         counted with the connection's next request."""
+        if self.witness is None:
+            return
         connection = scope.get("extensions", {}).get(CONNECTION)
         if isinstance(connection, Connection) and span.is_recording():
             testimony = self.witness.testify(connection.sock, connection.requests == 1)

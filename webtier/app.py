@@ -41,6 +41,9 @@ def create_app(settings: Settings) -> FastAPI:
         metrics,
         server_timing=server_timing,
         flush_timeout_s=settings.server.shutdown_grace_s,
+        # The kernel testifies for the edge to the API on the CLIENT spans (webtier.transport).
+        # Its callers' connections are no edge of the breakdown: not read per request.
+        testify=False,
     )
 
 

@@ -66,6 +66,10 @@ def test_each_client_span_carries_the_connections_tcp_info(
     )
     assert all(s.attributes["netgap.tcp.retransmits"] == 0 for s in servers)
     assert all(0 < s.attributes["netgap.tcp.srtt_us"] < 5000 for s in servers)
+    # The web tier's own callers are no edge of the breakdown: it does not read their TCP_INFO.
+    callers = [s for s in receiver.snapshot() if s.kind == SERVER and s.service == "webtier"]
+    assert callers
+    assert not any(k.startswith("netgap.tcp.") for s in callers for k in s.attributes)
 
 
 def test_through_the_proxy_remote_time_rises_and_srtt_does_not(
