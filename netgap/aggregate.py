@@ -107,13 +107,36 @@ def _stats(column: "array[int]") -> dict[str, float | int]:
 
 
 @dataclass
+class _Testimony:
+    """The kernel's testimony on an edge, TCP_COLUMNS per call that carried it: at the
+    caller's end of the connection and at the callee's."""
+
+    caller: _Columns = field(default_factory=_Columns)
+    callee: _Columns = field(default_factory=_Columns)
+
+    def add(self, caller: Iterable[tuple[int, int]], callee: Iterable[tuple[int, int]]) -> None:
+        for row in caller:
+            self.caller.add_row(TCP_COLUMNS, row)
+        for row in callee:
+            self.callee.add_row(TCP_COLUMNS, row)
+
+    def summary(self) -> dict[str, Any]:
+        """srtt (ns) and retransmissions per call at each end ({} for an end with none)."""
+        return {"tcp": _testimony(self.caller), "tcp_callee": _testimony(self.callee)}
+
+
+def _testimony(columns: _Columns) -> dict[str, Any]:
+    return {"calls": columns.count, **columns.stats()} if columns.count else {}
+
+
+@dataclass
 class _Edge:
     calls: int = 0
     unpaired: int = 0
     new_connections: int = 0
     reused_connections: int = 0
     phases: _Columns = field(default_factory=_Columns)
-    tcp: _Columns = field(default_factory=_Columns)  # TCP_COLUMNS, per call that carried them
+    tcp: _Testimony = field(default_factory=_Testimony)
 
 
 class Aggregate:
@@ -124,6 +147,7 @@ class Aggregate:
         self.last_start_ns: int | None = None
         self.columns = _Columns()
         self.buckets: dict[int, _Columns] = {}
+        self.bucket_tcp: dict[int, dict[str, _Testimony]] = {}  # bucket -> edge -> testimony
         self.edges: dict[str, _Edge] = {}
         self.identity_violations = 0
         self.warning_counts: Counter[str] = Counter()
@@ -149,6 +173,7 @@ class Aggregate:
         self.first_start_ns = min(self.first_start_ns or b.start_ns, b.start_ns)
         self.last_start_ns = max(self.last_start_ns or b.start_ns, b.start_ns)
         self.columns.add(parts)
+        bucket = None
         if self.bucket_ns:
             bucket = b.start_ns - b.start_ns % self.bucket_ns
             self.buckets.setdefault(bucket, _Columns()).add(parts)
@@ -160,8 +185,11 @@ class Aggregate:
             edge.reused_connections += b.reused_connections.get(name, 0)
             if name in b.phases_ns:
                 edge.phases.add(b.phases_ns[name])
-            for row in b.tcp.get(name, ()):
-                edge.tcp.add_row(TCP_COLUMNS, row)
+            at_caller, at_callee = b.tcp.get(name, ()), b.tcp_callee.get(name, ())
+            if at_caller or at_callee:
+                edge.tcp.add(at_caller, at_callee)
+                if bucket is not None:
+                    self._bucket_testimony(bucket, name).add(at_caller, at_callee)
         if b.warnings:
             self.traces_with_warnings += 1
             for warning in b.warnings:
@@ -184,6 +212,7 @@ class Aggregate:
             phases,
             warn,
             tcp,
+            tcp_callee,
         ) = c
         names = self._chain_names.get((caller, callee))
         if names is None:
@@ -210,6 +239,7 @@ class Aggregate:
             appends[2](served)
             appends[3](total)
             self.columns.count += 1
+        bucket = None
         if self.bucket_ns:
             bucket = start - start % self.bucket_ns
             self.buckets.setdefault(bucket, _Columns()).add_row(columns, row)
@@ -223,14 +253,25 @@ class Aggregate:
             facts.new_connections += 1
         if phases is not None:
             facts.phases.add_row(PHASES, phases)
-        if tcp is not None:
-            facts.tcp.add_row(TCP_COLUMNS, tcp)
+        if tcp is not None or tcp_callee is not None:
+            at_caller = () if tcp is None else (tcp,)
+            at_callee = () if tcp_callee is None else (tcp_callee,)
+            facts.tcp.add(at_caller, at_callee)
+            if bucket is not None:
+                self._bucket_testimony(bucket, edge).add(at_caller, at_callee)
         if warn:
             self.traces_with_warnings += 1
             for warning in warn:
                 self.warning_counts[_warning_kind(warning)] += 1
                 if len(self.warning_examples) < _MAX_WARNING_EXAMPLES:
                     self.warning_examples.append(f"trace {trace_id}: {warning}")
+
+    def _bucket_testimony(self, bucket: int, edge: str) -> _Testimony:
+        edges = self.bucket_tcp.setdefault(bucket, {})
+        testimony = edges.get(edge)
+        if testimony is None:
+            testimony = edges[edge] = _Testimony()
+        return testimony
 
     def summary(self) -> dict[str, Any]:
         """Everything the report shows, in integer nanoseconds (means as floats)."""
@@ -250,8 +291,9 @@ class Aggregate:
                         for phase, stats in edge.phases.stats().items()
                         if phase in PHASES
                     },
-                    # srtt (ns) and retransmissions per call, of the calls with TCP_INFO
-                    "tcp": {"calls": edge.tcp.count, **edge.tcp.stats()} if edge.tcp.count else {},
+                    # srtt (ns) and retransmissions per call at each end, of the calls with
+                    # TCP_INFO: "tcp" (the caller's), "tcp_callee"
+                    **edge.tcp.summary(),
                 }
                 for name, edge in sorted(self.edges.items())
             },
@@ -260,6 +302,11 @@ class Aggregate:
                     "start_ns": start,
                     "traces": columns.count,
                     "components": _ordered(columns.stats()),
+                    # per edge with TCP_INFO in the bucket: as the edges' "tcp", "tcp_callee"
+                    "edges": {
+                        name: testimony.summary()
+                        for name, testimony in sorted(self.bucket_tcp.get(start, {}).items())
+                    },
                 }
                 for start, columns in sorted(self.buckets.items())
             ],

@@ -55,8 +55,11 @@ class TraceBreakdown:
     unpaired: dict[str, int] = field(default_factory=dict)
     new_connections: dict[str, int] = field(default_factory=dict)
     reused_connections: dict[str, int] = field(default_factory=dict)
-    # edge -> (srtt ns, segments retransmitted) of each call that carried TCP_INFO
+    # The kernel's testimony (TCP_INFO), edge -> (srtt ns, segments retransmitted) per call:
+    # at the caller's end (its CLIENT span, for the calls that carried it), and at the
+    # callee's (the span that served the call). Each end counts what it sent again.
     tcp: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    tcp_callee: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     # component names in the order the request met them: caller self, edge, callee self, ...
     order: list[str] = field(default_factory=list)
@@ -197,6 +200,9 @@ def _add_phases(call: Span, server: Span, edge: str, result: TraceBreakdown) -> 
     testimony = _tcp(call.attributes.get(SRTT_KEY), call.attributes.get(RETRANSMITS_KEY))
     if testimony is not None:
         result.tcp.setdefault(edge, []).append(testimony)
+    testimony = _tcp(server.attributes.get(SRTT_KEY), server.attributes.get(RETRANSMITS_KEY))
+    if testimony is not None:
+        result.tcp_callee.setdefault(edge, []).append(testimony)
     times = {event.name: event.time_ns for event in call.events}
     connection = _connection(call.attributes.get("netgap.connection.reused"), times)
     if connection == REUSED:
@@ -211,8 +217,8 @@ def _add_phases(call: Span, server: Span, edge: str, result: TraceBreakdown) -> 
         into[phase] += ns
 
 
-# The kernel's testimony on a CLIENT span (tierkit.tcpinfo): srtt and what the connection
-# retransmitted during the call.
+# The kernel's testimony on a CLIENT or SERVER span (tierkit.tcpinfo): srtt and what that end
+# of the connection retransmitted during the exchange.
 SRTT_KEY = "netgap.tcp.srtt_us"
 RETRANSMITS_KEY = "netgap.tcp.retransmits"
 TCP_COLUMNS = ("srtt", "retransmits")
@@ -259,9 +265,9 @@ def _phases(
 # -- the fast path: one SERVER root, one call, one server span ---------------------------------
 
 # A span as the fast path reads it: the store's trace seq (unused), span id, parent span id,
-# service, kind, start, end, and, of CLIENT spans only, what the breakdown needs of the rest:
-# their call_facts (a str, written at ingest) or, stored before those were, the OTLP protobuf
-# body (opentelemetry.proto.trace.v1.Span).
+# service, kind, start, end, and, of CLIENT spans and the spans that serve them only, what the
+# breakdown needs of the rest: their call_facts (a str, written at ingest) or, stored before
+# those were, the OTLP protobuf body (opentelemetry.proto.trace.v1.Span).
 LeanSpan = tuple[int, str, str, str, int, int, int, str | bytes | None]
 PHASE_EVENTS = frozenset(("connect", "request sent", "first byte", "body done"))
 
@@ -286,6 +292,7 @@ class Chain(NamedTuple):
     phases_ns: tuple[int, int, int, int, int] | None  # in PHASES' order
     warnings: tuple[str, ...] = ()
     tcp: tuple[int, int] | None = None  # (srtt ns, retransmissions), as TraceBreakdown.tcp
+    tcp_callee: tuple[int, int] | None = None  # as TraceBreakdown.tcp_callee
 
     def breakdown(self) -> TraceBreakdown:
         """The same breakdown as a TraceBreakdown."""
@@ -309,6 +316,8 @@ class Chain(NamedTuple):
             result.new_connections[edge] = 1
         if self.tcp is not None:
             result.tcp[edge] = [self.tcp]
+        if self.tcp_callee is not None:
+            result.tcp_callee[edge] = [self.tcp_callee]
         return result
 
 
@@ -370,11 +379,8 @@ def break_down_chain(trace_id: str, spans: Sequence[LeanSpan]) -> Chain | None:
     server_ns = server[6] - server[5]
     if total < call_ns or server_ns < 0:
         return None  # break_down warns of these
-    facts = client[7]
-    if isinstance(facts, str):
-        times, found = json.loads(facts)
-    else:
-        times, found = _facts(PbSpan.FromString(facts)) if facts else ({}, {})
+    times, found = _read_facts(client[7])
+    served = _read_facts(server[7])[1]
     reused = found.get(_REUSED_KEY)
     remote = call_ns - server_ns
     return Chain(
@@ -390,13 +396,22 @@ def break_down_chain(trace_id: str, spans: Sequence[LeanSpan]) -> Chain | None:
         _phases(client[5], client[6], server_ns, times),
         (_outlasts(edge_name(caller, callee), server[1], call_id, remote),) if remote < 0 else (),
         _tcp(found.get(SRTT_KEY), found.get(RETRANSMITS_KEY)),
+        _tcp(served.get(SRTT_KEY), served.get(RETRANSMITS_KEY)),
     )
 
 
+def _read_facts(facts: str | bytes | None) -> tuple[dict[str, int], dict[str, Any]]:
+    if isinstance(facts, str):
+        times, found = json.loads(facts)
+        return times, found
+    return _facts(PbSpan.FromString(facts)) if facts else ({}, {})
+
+
 def call_facts(pb: PbSpan) -> str | None:
-    """What break_down_chain needs of a CLIENT span beyond the columns the store keeps, as
-    the store keeps it (JSON, written once at ingest, read without decoding the protobuf);
-    None for values JSON cannot carry (bytes, say): the chain then decodes the body."""
+    """What break_down_chain needs of a CLIENT span (or of the span serving one) beyond the
+    columns the store keeps, as the store keeps it (JSON, written once at ingest, read without
+    decoding the protobuf); None for values JSON cannot carry (bytes, say): the chain then
+    decodes the body."""
     try:
         return _FACTS_JSON(_facts(pb))
     except (TypeError, ValueError):

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from netgap.breakdown import RETRANSMITS_KEY, SRTT_KEY
 from netgap.model import CLIENT, Event, Span
 
 _HEX = re.compile(r"^[0-9a-fA-F]*$")
@@ -101,20 +102,27 @@ def any_value(value: Any) -> Any:
     return None
 
 
-def attributes(items: Any) -> dict[str, Any]:
+def attributes(items: Any, keep: frozenset[str] | None = None) -> dict[str, Any]:
+    """An OTLP attribute list as a dict; with `keep`, only those keys (the others' values are
+    not read)."""
     if not isinstance(items, list):
         return {}
     return {
         str(item["key"]): any_value(item.get("value"))
         for item in items
-        if isinstance(item, Mapping) and "key" in item
+        if isinstance(item, Mapping) and "key" in item and (keep is None or item["key"] in keep)
     }
+
+
+# What a breakdown reads of a span that is no call: the kernel's testimony of a callee's end.
+_SERVED_KEYS = frozenset((SRTT_KEY, RETRANSMITS_KEY))
 
 
 def spans_from_json(document: Any, *, lean: bool = False) -> list[Span]:
     """The spans of an OTLP/JSON document (or Jaeger's api_v3 `{"result": ...}`). `lean`: only
-    what a breakdown reads, the attributes and events of CLIENT spans (every span's ids, times,
-    kind, name and status are read and checked all the same)."""
+    what a breakdown reads, the attributes and events of CLIENT spans and the TCP_INFO
+    attributes of the others (every span's ids, times, kind, name and status are read and
+    checked all the same)."""
     if not isinstance(document, Mapping):
         raise OtlpJsonError("expected a JSON object")
     if "result" in document:
@@ -162,7 +170,7 @@ def _span(
         start_ns=_int(_get(raw, "startTimeUnixNano"), f"{where}.startTimeUnixNano", default=0),
         end_ns=_int(_get(raw, "endTimeUnixNano"), f"{where}.endTimeUnixNano", default=0),
         service=service,
-        attributes=attributes(_get(raw, "attributes", [])) if full else {},
+        attributes=attributes(_get(raw, "attributes", []), None if full else _SERVED_KEYS),
         resource=resource,
         events=tuple(
             Event(

@@ -54,13 +54,7 @@ def table(report: dict[str, Any]) -> str:
                     if phase in edge["phases"]
                 )
                 lines.append(f"  remote time by phase, p50: {phases}")
-            if edge.get("tcp"):
-                tcp = edge["tcp"]
-                lines.append(
-                    f"  kernel (TCP_INFO, {tcp['calls']} calls): srtt p50 "
-                    f"{ms(tcp['srtt']['p50'])}, p99 {ms(tcp['srtt']['p99'])}; "
-                    f"retransmissions per request {tcp['retransmits']['mean']:.2f}"
-                )
+            lines.extend(_testimony_lines(name, edge))
     if summary["buckets"]:
         lines.append("")
         lines.extend(_series(summary))
@@ -73,6 +67,20 @@ def table(report: dict[str, Any]) -> str:
         lines.append("")
         lines.extend(metric_lines(report["metric"]))
     return "\n".join(lines)
+
+
+def _testimony_lines(name: str, edge: dict[str, Any]) -> list[str]:
+    caller, _, callee = name.partition("->")
+    out = []
+    for key, end in (("tcp", caller), ("tcp_callee", callee)):
+        tcp = edge.get(key)
+        if tcp:
+            out.append(
+                f"  kernel at {end}'s end (TCP_INFO, {tcp['calls']} calls): srtt p50 "
+                f"{ms(tcp['srtt']['p50'])}, p99 {ms(tcp['srtt']['p99'])}; "
+                f"retransmissions per request {tcp['retransmits']['mean']:.2f}"
+            )
+    return out
 
 
 def metric_lines(metric: dict[str, Any]) -> list[str]:
@@ -209,28 +217,59 @@ def diagnosis(current: dict[str, Any], baseline: dict[str, Any]) -> str:
 
 
 def _kernel_evidence(edge: str, current: dict[str, Any], baseline: dict[str, Any]) -> str:
-    """What TCP_INFO on the calls' connections says about a rise in remote time, or "" when
-    the spans carried none."""
-    now = current.get("edges", {}).get(edge, {}).get("tcp") or {}
-    before = baseline.get("edges", {}).get(edge, {}).get("tcp") or {}
-    if not now or not before:
-        return ""
+    """What TCP_INFO at either end of the calls' connections says about a rise in remote
+    time, or "" when the spans carried none in one of the windows."""
+    now, before = current.get("edges", {}).get(edge, {}), baseline.get("edges", {}).get(edge, {})
     caller, _, callee = edge.partition("->")
-    srtt_now, srtt_before = now["srtt"]["p50"], before["srtt"]["p50"]
-    retransmits = now["retransmits"]["mean"]
-    if srtt_now - srtt_before > max(500_000, srtt_before):  # more than doubled, by 0.5 ms+
-        loss = " and loss" if retransmits > 0 else ""
+    ends = [
+        _End(name, now[key], before[key])
+        for key, name in (("tcp", caller), ("tcp_callee", callee))
+        if now.get(key) and before.get(key)
+    ]
+    if not ends:
+        return ""
+    moved = [end for end in ends if end.moved]
+    if not moved:
+        said = "; ".join(f"{end.srtt} at {end.name}'s end" for end in ends)
         return (
-            f"the kernel agrees: srtt {_span(srtt_before)} -> {_span(srtt_now)}, "
-            f"{retransmits:.2f} retransmissions per request: delay{loss} on the path between "
-            f"{caller} and {callee}, not in either app"
+            f"but srtt on those connections did not follow ({said}): the delay sits in a "
+            "userspace hop (a proxy, a sidecar, kube-proxy in userspace mode) that TCP on this "
+            "connection cannot see, not in the network below it"
         )
+    retransmits = sum(end.retransmits for end in ends)
+    loss = " and loss" if retransmits > 0 else ""
+    said = "; ".join(f"{end.srtt} at {end.name}'s end" for end in moved)
+    evidence = f"srtt {said}, {retransmits:.2f} retransmissions per request"
+    if len(moved) == len(ends) or len(ends) == 1:
+        return (
+            f"the kernel agrees: {evidence}: delay{loss} on the path between {caller} and "
+            f"{callee}, not in either app"
+        )
+    flat = next(end for end in ends if not end.moved)
     return (
-        f"but srtt on those connections did not follow ({_span(srtt_now)}, was "
-        f"{_span(srtt_before)}): "
-        "the delay sits in a userspace hop (a proxy, a sidecar, kube-proxy in userspace mode) "
-        "that TCP on this connection cannot see, not in the network below it"
+        f"the kernel agrees at {moved[0].name}'s end ({evidence}) but not at {flat.name}'s "
+        f"({flat.srtt}): delay{loss} on the network between {caller} and {callee}, beyond a "
+        f"hop that ends {flat.name}'s TCP connection (a proxy or sidecar), not in either app"
     )
+
+
+def end_moved(now: dict[str, Any], before: dict[str, Any]) -> bool:
+    """Whether one end's TCP_INFO (an edge's "tcp" or "tcp_callee") moved from `before` to
+    `now`: srtt more than doubled, by 0.5 ms or more, or the end began to resend (0.05
+    retransmissions per request more)."""
+    srtt_now, srtt_before = now["srtt"]["p50"], before["srtt"]["p50"]
+    resent = float(now["retransmits"]["mean"]) - float(before["retransmits"]["mean"]) >= 0.05
+    return bool(srtt_now - srtt_before > max(500_000, srtt_before) or resent)
+
+
+class _End:
+    """One end's testimony in two windows, as the diagnosis cites it."""
+
+    def __init__(self, name: str, now: dict[str, Any], before: dict[str, Any]) -> None:
+        self.name = name
+        self.srtt = f"{_span(before['srtt']['p50'])} -> {_span(now['srtt']['p50'])}"
+        self.retransmits = float(now["retransmits"]["mean"])
+        self.moved = end_moved(now, before)
 
 
 def _span(ns: float) -> str:

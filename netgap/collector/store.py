@@ -16,9 +16,10 @@ stored once, in `scopes`. `operations` lists each (service, span name, kind) see
 services and operations never scans the spans.
 
 Reading. `find_traces` gives whole spans (every body and resource decoded), as the query API
-must. `find_breakdowns` is the lean read for breakdowns: only the columns they need, the body
-of CLIENT spans alone, no resource at all; netgap.breakdown.break_down_chain breaks down a trace
-of the common shape from that, anything else is read whole and given to break_down.
+must. `find_breakdowns` is the lean read for breakdowns: only the columns they need, the facts
+kept at ingest of CLIENT spans and the spans serving them, no resource at all;
+netgap.breakdown.break_down_chain breaks down a trace of the common shape from that, anything
+else is read whole and given to break_down.
 
 Retention is by the time the collector first received a trace, as Jaeger's memory store is a
 ring buffer of traces in arrival order: --max-spans drops the earliest received traces until
@@ -50,7 +51,7 @@ from netgap.breakdown import (
 )
 from netgap.collector.otlp_proto import attributes, span_to_pb
 from netgap.errors import NetgapError
-from netgap.model import CLIENT, KIND_NAMES, Event, Span
+from netgap.model import CLIENT, KIND_NAMES, SERVER, Event, Span
 
 SCHEMA_VERSION = 2  # 2: spans.facts
 APPLICATION_ID = 0x6E676170  # "ngap": marks the file as ours
@@ -58,6 +59,8 @@ DEFAULT_SEARCH_LIMIT = 100  # Jaeger's default query.searchDepth (v2.20)
 _EVICT_BATCH = 1000  # traces dropped per transaction, so ingest is never held up for long
 _CACHE_LIMIT = 10_000  # entries in each in-memory scope cache before it starts afresh
 _LEAN_BATCH = 2000  # traces read per query by find_breakdowns
+# Whose breakdown.call_facts ingest keeps: the calls, and the spans that (usually) serve them.
+_FACT_KINDS = frozenset((CLIENT, SERVER))
 _NO_LIMIT = 2**62
 
 _SCHEMA = """
@@ -86,7 +89,7 @@ CREATE TABLE IF NOT EXISTS spans (
     end_ns INTEGER NOT NULL,
     scope_id INTEGER NOT NULL,
     body BLOB NOT NULL,  -- opentelemetry.proto.trace.v1.Span
-    facts TEXT,  -- CLIENT spans: breakdown.call_facts, so a breakdown need not decode body
+    facts TEXT,  -- CLIENT and SERVER spans: breakdown.call_facts, read instead of body
     PRIMARY KEY (trace_seq, span_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS spans_by_service ON spans (service, start_ns);
@@ -143,18 +146,19 @@ RETURNING id
 _SELECT_SPANS = """
 SELECT trace_seq, span_id, parent_span_id, service, name, kind, start_ns, end_ns, scope_id, body
 FROM spans"""
-# What break_down_chain reads of a trace (LeanSpans): its roots, its CLIENT spans (kind 3) with
-# their bodies, and the children of CLIENT spans; no other span can change its answer. For the
+# What break_down_chain reads of a trace (LeanSpans): its roots, its CLIENT spans (kind 3) and
+# the children of CLIENT spans, those two with their facts (or bodies); no other span can
+# change its answer. For the
 # traces whose seqs are in a JSON list, or (quicker, for a dense batch) in a range.
 _LEAN_IN = """
 SELECT s.trace_seq, s.span_id, s.parent_span_id, s.service, s.kind, s.start_ns, s.end_ns,
-       iif(s.kind = 3, coalesce(s.facts, s.body), NULL)
+       iif(s.kind = 3 OR p.kind = 3, coalesce(s.facts, s.body), NULL)
 FROM spans s LEFT JOIN spans p ON p.trace_seq = s.trace_seq AND p.span_id = s.parent_span_id
 WHERE (p.kind IS NULL OR p.kind = 3 OR s.kind = 3)
   AND s.trace_seq IN (SELECT value FROM json_each(?))"""
 _LEAN_RANGE = """
 SELECT s.trace_seq, s.span_id, s.parent_span_id, s.service, s.kind, s.start_ns, s.end_ns,
-       iif(s.kind = 3, coalesce(s.facts, s.body), NULL)
+       iif(s.kind = 3 OR p.kind = 3, coalesce(s.facts, s.body), NULL)
 FROM spans s LEFT JOIN spans p ON p.trace_seq = s.trace_seq AND p.span_id = s.parent_span_id
 WHERE (p.kind IS NULL OR p.kind = 3 OR s.kind = 3) AND s.trace_seq BETWEEN ? AND ?"""
 _SELECT_SUMMARIES = """
@@ -348,7 +352,7 @@ class Store:
                             end,
                             scope_id,
                             pb.SerializeToString(),
-                            call_facts(pb) if kind == CLIENT else None,
+                            call_facts(pb) if kind in _FACT_KINDS else None,
                         ]
                     )
                     operations.add((service, name, kind))
@@ -382,7 +386,7 @@ class Store:
                     span.end_ns,
                     scope_id,
                     pb.SerializeToString(),
-                    call_facts(pb) if span.kind == CLIENT else None,
+                    call_facts(pb) if span.kind in _FACT_KINDS else None,
                 ]
             )
             operations.add((span.service, span.name, span.kind))
@@ -549,8 +553,9 @@ class Store:
         (then `query.limit` counts from the earliest); exactly what break_down gives for the
         spans find_traces returns, with no span decoded for a trace of the common shape.
 
-        Reads only the columns the breakdown needs, and the protobuf body of CLIENT spans
-        alone (their events and connection attribute): break_down_chain breaks such a trace
+        Reads only the columns the breakdown needs, and the facts of CLIENT spans and of the
+        spans serving them (phase events, connection, TCP_INFO; the protobuf body where a span
+        was stored without them): break_down_chain breaks such a trace
         down; any other shape (several roots, a missing server span, nested calls, a
         data-quality warning) is read in full and given to break_down. One read snapshot,
         held until the iterator is exhausted or closed."""

@@ -18,6 +18,8 @@ from tests.netgap.traces import with_phases
 
 
 def lean(spans: list[Span]) -> list[LeanSpan]:
+    """As the store reads them: the body of CLIENT spans and of their children only."""
+    calls = {s.span_id for s in spans if s.kind == CLIENT}
     return [
         (
             0,
@@ -27,7 +29,9 @@ def lean(spans: list[Span]) -> list[LeanSpan]:
             s.kind,
             s.start_ns,
             s.end_ns,
-            span_to_pb(s).SerializeToString() if s.kind == CLIENT else None,
+            span_to_pb(s).SerializeToString()
+            if s.kind == CLIENT or s.parent_span_id in calls
+            else None,
         )
         for s in spans
     ]

@@ -4,7 +4,8 @@ one, a call of another service than the root's, nested client spans, a
 second edge, two server spans for one call, spans between the root and its call, a cycle,
 duplicate span ids, a server outlasting its client, connection-phase events present, partial
 or absent, `netgap.connection.reused` True, False, absent or not a bool, and the kernel's
-`netgap.tcp.srtt_us` / `retransmits` present, one of them absent, or not integers."""
+`netgap.tcp.srtt_us` / `retransmits` on the call and on the span serving it, present, one of
+them absent, or not integers."""
 
 import itertools
 import random
@@ -130,6 +131,11 @@ def lab_trace(rnd: random.Random, start: int = BASE_NS, odd: float = 0.5) -> lis
     server = _span(rnd, trace_id, "apitier", "GET /", SERVER, a0, a0 + api_ns, serving_call.span_id)
     if maybe(0.1):  # the callee's span is not a SERVER span
         server = replace(server, kind=rnd.choice((INTERNAL, UNSPECIFIED, CLIENT)))
+    if kernel.random() < 0.7:  # the callee's end of the connection testifies too
+        testimony: dict[str, Any] = {"netgap.tcp.srtt_us": kernel.choice((50, 300, 900_000, "50"))}
+        if kernel.random() < 0.9:
+            testimony["netgap.tcp.retransmits"] = kernel.choice((0, 0, 2, 0.5))
+        server = replace(server, attributes={**server.attributes, **testimony})
     handler = _span(
         rnd, trace_id, "apitier", "api-handler", INTERNAL, a0, a0 + api_ns, server.span_id
     )

@@ -22,7 +22,7 @@ from netgap.aggregate import Aggregate
 from netgap.breakdown import Chain, TraceBreakdown, break_down
 from netgap.collector.otlp_proto import request_from_spans
 from netgap.collector.store import Store, TraceQuery
-from netgap.model import Span
+from netgap.model import CLIENT, SERVER, Span
 from tests.netgap.collector.odd_traces import BASE_NS, lab_trace
 
 EVERYTHING = TraceQuery(start_min_ns=0, start_max_ns=2**63 - 1, limit=10**9)
@@ -212,7 +212,22 @@ def test_a_version_1_store_is_migrated_in_place(tmp_path: Path) -> None:
         conn.execute("PRAGMA user_version = 1")
     with Store(path) as store:
         assert summary_json(assert_same(store, WEB, None), None) == before
-        ingest(store, random.Random(6), 5, 0.0)  # new rows get their facts
         with store._transaction() as cur:
-            assert cur.execute("SELECT count(facts) FROM spans").fetchone()[0] == 5
+            (old,) = cur.execute("SELECT max(trace_seq) FROM spans").fetchone()
+        ingest(store, random.Random(6), 5, 0.0)  # new rows get their facts: calls, servers
+        with store._transaction() as cur:
+            kinds = cur.execute(
+                "SELECT kind, count(*), count(facts) FROM spans WHERE trace_seq > ? GROUP BY kind",
+                (old,),
+            ).fetchall()
+            assert {kind: (n, n if kind in (CLIENT, SERVER) else 0) for kind, n, _ in kinds} == {
+                kind: (n, facts) for kind, n, facts in kinds
+            }
+            assert {kind for kind, _, facts in kinds if facts} == {CLIENT, SERVER}
+            assert (
+                cur.execute(
+                    "SELECT count(facts) FROM spans WHERE trace_seq <= ?", (old,)
+                ).fetchone()[0]
+                == 0
+            )
             assert cur.execute("PRAGMA user_version").fetchone()[0] == 2
