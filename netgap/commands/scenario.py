@@ -305,6 +305,8 @@ def run(args: argparse.Namespace) -> int:
     print(report.table(result))
     print()
     print(result["diagnosis"])
+    if report.testified(result):
+        print(f"\nThe kernel (TCP_INFO): {report.kernel_note(result)}")
     print(f"\nreport: {html_path}\n  json: {json_path}", flush=True)
     return 0
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from netgap.report import diagnosis as breakdown_diagnosis
+from netgap.report import end_moved
 
 # The three parts of a request's time, as the plot and the table name them.
 PARTS = (("web", "web self"), ("remote", "remote calls"), ("api", "API self"))
@@ -294,7 +295,7 @@ def svg_plot(result: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _fault_windows(result: dict[str, Any], x: Any) -> list[str]:
+def _fault_windows(result: dict[str, Any], x: Any, height: int = PLOT_HEIGHT) -> list[str]:
     out = []
     for phase in result["phases"]:
         if not phase.get("faults_active"):
@@ -302,7 +303,7 @@ def _fault_windows(result: dict[str, Any], x: Any) -> list[str]:
         left, right = x(phase["start_ns"]), x(phase["end_ns"])
         out.append(
             f'<rect class="fault-window" x="{left:.1f}" y="{MARGIN_TOP}" '
-            f'width="{right - left:.1f}" height="{PLOT_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM}" '
+            f'width="{right - left:.1f}" height="{height - MARGIN_TOP - MARGIN_BOTTOM}" '
             f'fill="{FAULT_FILL}"><title>fault: {html.escape(phase["faults_text"])}</title></rect>'
         )
         out.append(
@@ -327,8 +328,8 @@ def _grid(top: float, unit: str, step: float, y: Any) -> list[str]:
     return out
 
 
-def _time_axis(span_s: float, x: Any, origin: int) -> list[str]:
-    bottom = PLOT_HEIGHT - MARGIN_BOTTOM
+def _time_axis(span_s: float, x: Any, origin: int, height: int = PLOT_HEIGHT) -> list[str]:
+    bottom = height - MARGIN_BOTTOM
     out = [
         f'<line x1="{MARGIN_LEFT}" x2="{PLOT_WIDTH - MARGIN_RIGHT}" y1="{bottom}" '
         f'y2="{bottom}" class="axis"/>'
@@ -344,7 +345,7 @@ def _time_axis(span_s: float, x: Any, origin: int) -> list[str]:
         )
     out.append(
         f'<text x="{MARGIN_LEFT + (PLOT_WIDTH - MARGIN_LEFT - MARGIN_RIGHT) / 2:.0f}" '
-        f'y="{PLOT_HEIGHT - 6}" text-anchor="middle" class="label">time since the scenario '
+        f'y="{height - 6}" text-anchor="middle" class="label">time since the scenario '
         "started (requests by their start)</text>"
     )
     return out
@@ -363,6 +364,187 @@ def _legend() -> list[str]:
     return out
 
 
+# -- the kernel's curves
+
+KERNEL_PLOT_HEIGHT = 230
+# The two ends of the web tier's connections to the API that testify (netgap.breakdown).
+ENDS = (
+    ("web", "tcp", "web tier's end (its CLIENT spans)", "#4c78a8"),
+    ("api", "tcp_callee", "API tier's end (its SERVER spans)", "#54a24b"),
+)
+
+
+def testified(result: dict[str, Any]) -> bool:
+    """Whether any span of the run carried the kernel's TCP_INFO."""
+    return any(b.get("tcp") for b in result["series"]["buckets"])
+
+
+def kernel_plots(result: dict[str, Any]) -> list[str]:
+    """srtt p50 (log scale) and retransmissions per request over time at each end of the web
+    tier's connections to the API; nothing when no span carried TCP_INFO."""
+    buckets = [b for b in result["series"]["buckets"] if b.get("tcp")]
+    if not buckets:
+        return []
+    out = []
+    for what, title in (
+        ("srtt", "Smoothed round-trip time (srtt), p50 per bucket, log scale"),
+        ("retransmits", "Segments retransmitted per request, mean per bucket"),
+    ):
+        out += [f"<h3>{html.escape(title)}</h3>", _curves(result, buckets, what, title)]
+    return out
+
+
+def _curves(result: dict[str, Any], buckets: list[dict[str, Any]], what: str, title: str) -> str:
+    key = "srtt_p50" if what == "srtt" else "retransmits_mean"
+    values = [b["tcp"][end][key] for b in buckets for end, *_ in ENDS if end in b["tcp"]]
+    y, ticks = _log_axis(values) if what == "srtt" else _linear_axis(values)
+    origin, height = int(result["start_ns"]), KERNEL_PLOT_HEIGHT
+    span_s = max((int(result["end_ns"]) - origin) / 1e9, 1e-3)
+    inner_w = PLOT_WIDTH - MARGIN_LEFT - MARGIN_RIGHT
+
+    def x(ns: float) -> float:
+        return MARGIN_LEFT + inner_w * min(max((ns - origin) / 1e9 / span_s, 0.0), 1.0)
+
+    out = [
+        f'<svg id="{what}-plot" width="{PLOT_WIDTH}" height="{height}" '
+        f'viewBox="0 0 {PLOT_WIDTH} {height}" role="img" aria-labelledby="{what}-title">',
+        f'<title id="{what}-title">The kernel\'s view (TCP_INFO): {html.escape(title)} per time '
+        "bucket at each end of the web tier's connections to the API</title>",
+        *_fault_windows(result, x, height),
+    ]
+    for value, label in ticks:
+        out.append(
+            f'<line x1="{MARGIN_LEFT}" x2="{PLOT_WIDTH - MARGIN_RIGHT}" y1="{y(value):.1f}" '
+            f'y2="{y(value):.1f}" class="grid"/><text x="{MARGIN_LEFT - 6}" '
+            f'y="{y(value) + 4:.1f}" text-anchor="end" class="tick">{label}</text>'
+        )
+    half = result["series"]["bucket_ns"] / 2
+    for end, _, label, color in ENDS:
+        points = [
+            (x(b["start_ns"] + half), y(b["tcp"][end][key]), b) for b in buckets if end in b["tcp"]
+        ]
+        if not points:
+            continue
+        line = " ".join(f"{px:.1f},{py:.1f}" for px, py, _ in points)
+        out.append(f'<polyline class="{end}" points="{line}" fill="none" stroke="{color}"/>')
+        for px, py, b in points:
+            shown = _curve_value(what, b["tcp"][end][key])
+            out.append(
+                f'<circle class="{end}" cx="{px:.1f}" cy="{py:.1f}" r="2.5" fill="{color}">'
+                f"<title>{html.escape(label)}: {shown} ({b['tcp'][end]['calls']} calls)</title>"
+                "</circle>"
+            )
+    out += _time_axis(span_s, x, origin, height)
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _curve_value(what: str, value: float) -> str:
+    return duration(value) if what == "srtt" else f"{value:.2f} per request"
+
+
+Axis = tuple[Any, list[tuple[float, str]]]  # y(value) -> pixel, and the ticks with labels
+
+
+def _log_axis(values: list[float]) -> Axis:
+    """Decades from below the smallest srtt to above the largest: srtt spans 10 us to 10 s."""
+    positive = [v for v in values if v > 0] or [1e3]
+    low = math.floor(math.log10(min(positive)))
+    high = max(math.ceil(math.log10(max(positive))), low + 1)
+    inner_h = KERNEL_PLOT_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
+
+    def y(ns: float) -> float:
+        exponent = math.log10(max(ns, 10.0**low))
+        return MARGIN_TOP + inner_h * (1 - (exponent - low) / (high - low))
+
+    return y, [(10.0**e, _decade(10.0**e)) for e in range(low, high + 1)]
+
+
+def _decade(ns: float) -> str:
+    if ns >= 1e9:
+        return f"{ns / 1e9:g} s"
+    return f"{ns / 1e6:g} ms"
+
+
+def _linear_axis(values: list[float]) -> Axis:
+    top = max(max(values, default=0.0), 0.1)
+    step = nice_step(top)
+    top = math.ceil(top / step) * step
+    inner_h = KERNEL_PLOT_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
+
+    def y(value: float) -> float:
+        return MARGIN_TOP + inner_h * (1 - min(value / top, 1.0))
+
+    return y, [(value, f"{value:g}") for value in _ticks(top, max(1, round(top / step)))]
+
+
+def kernel_note(result: dict[str, Any]) -> str:
+    """Why the kernel's curves show the fault or do not, in one sentence."""
+    phases = {phase["name"]: phase for phase in result["phases"]}
+    baseline, fault = phases.get("baseline"), phases.get("fault")
+    edge = result["component_names"]["remote"].removesuffix(" remote")
+    moved: dict[str, bool] = {}
+    for end, key, *_ in ENDS:
+        now = ((fault or {}).get("edges") or {}).get(edge, {}).get(key)
+        before = ((baseline or {}).get("edges") or {}).get(edge, {}).get(key)
+        if now and before:
+            moved[end] = end_moved(now, before)
+    if not moved:
+        return (
+            "No spans carried TCP_INFO in both the baseline and the fault (the tiers run "
+            "off Linux?), so the kernel has nothing to compare."
+        )
+    kernel = result.get("kernel")
+    if kernel is None:
+        if not any(moved.values()):
+            return (
+                "The kernel's curves do not rise with the remote time: the fault proxy "
+                "delays and drops in userspace, between two loopback TCP connections that each "
+                "carry every byte promptly, so TCP at neither end sees the fault; only the "
+                "trace does."
+            )
+        return (
+            f"The kernel's curves moved at the {_ends(moved, True)} although the faults were "
+            "in the userspace proxy: that connection saw delay or resends of its own (a "
+            "loaded machine, or the proxy's backlog filling its socket buffers)."
+        )
+    if all(moved.values()):
+        return (
+            "The kernel's curves show the fault: tc queues and drops packets on the veth "
+            "that the connection crosses, so TCP measures the queueing in its round-trip time "
+            "and resends what was dropped, below any span."
+        )
+    if moved.get("api") and kernel["latency_via"] != "netem":
+        return (
+            "The API tier's end shows the fault and the web tier's does not: tc queues and "
+            "drops packets on the veth, which the latency proxy's connection to the API "
+            "crosses, so TCP there measures the queueing and resends what was dropped, while "
+            "the web tier's own connection ends at the proxy on loopback and stays healthy."
+        )
+    if any(moved.values()):
+        return (
+            f"The kernel's curves show the fault at the {_ends(moved, True)} only, and not at "
+            f"the {_ends(moved, False)}: each end counts what it sent again, and only one "
+            "direction's packets met the faults."
+        )
+    return (
+        "The kernel's curves stay flat although tc faulted the veth: the load did not fill "
+        "tc's queue nor meet a drop, and the latency added in userspace is invisible to TCP."
+    )
+
+
+def _ends_legend() -> str:
+    return " ".join(
+        f'<span style="color: {color}">&#9632;</span> {html.escape(label)}'
+        for _, _, label, color in ENDS
+    )
+
+
+def _ends(moved: dict[str, bool], which: bool) -> str:
+    names = {end: label for end, _, label, _ in ENDS}
+    return " and the ".join(names[end] for end, did in moved.items() if did is which)
+
+
 # -- the page
 
 
@@ -370,6 +552,7 @@ CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
        padding: 0 1em; color: #222; line-height: 1.45; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
+h3 { font-size: 1em; margin: 1em 0 0.2em; }
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.88em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.55em; text-align: right; }
 .scroll { overflow-x: auto; }
@@ -411,6 +594,7 @@ def html_page(result: dict[str, Any]) -> str:
             "time (web tier to API, the time no span explains) and API self time of the "
             "requests that started in it, stacked (medians do not add up exactly to the "
             "total's median). The shaded band is the fault.</p>",
+            *_kernel_curves_section(result),
             "<h2>Per phase</h2>",
             _phase_table(result),
             f'<p class="note">{html.escape(_method_note(result))}</p>',
@@ -422,6 +606,25 @@ def html_page(result: dict[str, Any]) -> str:
             "",
         ]
     )
+
+
+def _kernel_curves_section(result: dict[str, Any]) -> list[str]:
+    plots = kernel_plots(result)
+    if not plots:
+        return []
+    return [
+        "<h2>What the kernel saw</h2>",
+        f'<p class="note">{_ends_legend()}</p>',
+        *plots,
+        f'<p id="kernel-note">{html.escape(kernel_note(result))}</p>',
+        '<p class="note">TCP_INFO read from each connection\'s socket as the exchange ends: '
+        "the web tier's on its CLIENT spans, the API tier's on its SERVER spans. srtt is the "
+        "kernel's smoothed round-trip time, and holds how long the other end took to "
+        "acknowledge: an answer that comes within the delayed-ACK time carries the ACK, so "
+        "srtt at the web tier's end is then about the API's answer time; answers later than "
+        "that are acknowledged at once, and srtt shows the bare path. Each end counts the "
+        "segments it sent again.</p>",
+    ]
 
 
 def _path(result: dict[str, Any]) -> str:

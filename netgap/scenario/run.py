@@ -582,7 +582,7 @@ def _result(
             "source": "one exchange with the API tier, the request as the web tier sends it",
         },
         "phases": phases,
-        "series": _series(whole, bucket, names),
+        "series": _series(whole, bucket, names, edge),
         "model": _model_json(config, phases, exchange, injector),
         "kernel": None if lab is None else lab.to_json(_fault_faults(config)),
     }
@@ -638,7 +638,9 @@ def _metric_remote(remote: promtext.Histogram) -> dict[str, Any]:
     }
 
 
-def _series(summary: dict[str, Any], bucket: int, names: dict[str, str]) -> dict[str, Any]:
+def _series(
+    summary: dict[str, Any], bucket: int, names: dict[str, str], edge: str
+) -> dict[str, Any]:
     parts = {part: name for part, name in names.items() if part != "total"}
     return {
         "bucket_ns": bucket,
@@ -650,10 +652,27 @@ def _series(summary: dict[str, Any], bucket: int, names: dict[str, str]) -> dict
                     part: b["components"].get(name, {}).get("p50", 0)
                     for part, name in parts.items()
                 },
+                "tcp": _bucket_testimony(b.get("edges", {}).get(edge, {})),
             }
             for b in summary["buckets"]
         ],
     }
+
+
+def _bucket_testimony(edge: dict[str, Any]) -> dict[str, Any]:
+    """The kernel's view of the edge in one bucket, per end that testified ("web": the web
+    tier's CLIENT spans, "api": the API tier's SERVER spans): srtt p50 (ns) and
+    retransmissions per request."""
+    out = {}
+    for end, key in (("web", "tcp"), ("api", "tcp_callee")):
+        tcp = edge.get(key)
+        if tcp:
+            out[end] = {
+                "calls": tcp["calls"],
+                "srtt_p50": tcp["srtt"]["p50"],
+                "retransmits_mean": tcp["retransmits"]["mean"],
+            }
+    return out
 
 
 def _fault_faults(config: ScenarioConfig) -> Faults:

@@ -20,6 +20,7 @@ from netgap.cli import main
 from netgap.errors import UsageError
 from netgap.fault import tc
 from netgap.fault.spec import PRESETS, Faults
+from netgap.report import end_moved
 from netgap.scenario import kernel, model, report
 from tests.harness import ROOT
 from tests.netgap.fault.netns import missing
@@ -401,6 +402,26 @@ def test_the_report_says_how_the_faults_were_made(kernel_run: KernelRun) -> None
     assert any(kernel_run.result["kernel"]["namespace"] in line for line in lines)
     if not kernel_run.result["kernel"]["netem"]:
         assert kernel.NO_NETEM in page
+
+
+@needs_netns
+def test_the_kernels_curves_show_the_veths_faults(kernel_run: KernelRun) -> None:
+    """Issue 9's report in kernel mode: the API tier's end of the connection crosses the
+    faulted veth and testifies to it (srtt up, segments resent); without netem the web tier's
+    connection ends at the latency proxy on loopback and does not."""
+    result = kernel_run.result
+    phases = {p["name"]: p for p in result["phases"]}
+    fault = phases["fault"]["edges"]["webtier->apitier"]
+    before = phases["baseline"]["edges"]["webtier->apitier"]
+    assert end_moved(fault["tcp_callee"], before["tcp_callee"])
+    assert fault["tcp_callee"]["srtt"]["p50"] >= 10 * before["tcp_callee"]["srtt"]["p50"]
+    note = report.kernel_note(result)
+    if not result["kernel"]["netem"]:
+        assert not end_moved(fault["tcp"], before["tcp"])
+        assert note.startswith("The API tier's end shows the fault and the web tier's does not")
+        assert "the kernel agrees at apitier's end" in result["diagnosis"]
+    assert f"The kernel (TCP_INFO): {note}" in kernel_run.stdout
+    assert 'id="srtt-plot"' in (kernel_run.out / "scenario.html").read_text()
 
 
 @needs_netns

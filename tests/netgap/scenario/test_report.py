@@ -281,3 +281,97 @@ def test_write_puts_json_and_html_side_by_side(tmp_path: Path) -> None:
 )
 def test_nice_steps(span: float, count: int, step: float) -> None:
     assert report.nice_step(span, count) == pytest.approx(step)
+
+
+# -- the kernel's curves
+
+
+def tcp(srtt_ns: float, retransmits: float, calls: int = 60) -> dict[str, Any]:
+    """One end's testimony as the aggregate sums it up."""
+    return {
+        "calls": calls,
+        "srtt": {"p50": srtt_ns, "p90": srtt_ns, "p99": srtt_ns, "max": srtt_ns, "mean": srtt_ns},
+        "retransmits": {"p50": 0, "p90": 1, "p99": 1, "max": 2, "mean": retransmits},
+    }
+
+
+def with_testimony(
+    web_fault: tuple[float, float], api_fault: tuple[float, float]
+) -> dict[str, Any]:
+    """sample() with TCP_INFO at both ends: 0.2 ms srtt and no resends outside the fault,
+    (srtt ns, retransmissions per request) at each end during it."""
+    result = sample()
+    calm = (0.2 * MS, 0.0)
+    for phase_ in result["phases"]:
+        web, api = (web_fault, api_fault) if phase_["faults_active"] else (calm, calm)
+        phase_["edges"] = {"webtier->apitier": {"tcp": tcp(*web), "tcp_callee": tcp(*api)}}
+    for bucket in result["series"]["buckets"]:
+        faulted = 30 * S <= bucket["start_ns"] - START < 90 * S
+        web, api = (web_fault, api_fault) if faulted else (calm, calm)
+        bucket["tcp"] = {
+            end: {"calls": 60, "srtt_p50": srtt, "retransmits_mean": resent}
+            for end, (srtt, resent) in (("web", web), ("api", api))
+        }
+    return result
+
+
+def parse(page: str) -> Checker:
+    checker = Checker()
+    checker.feed(page)
+    checker.close()
+    assert checker.errors == []
+    assert checker.stack == []
+    return checker
+
+
+def test_without_tcp_info_there_are_no_kernel_curves(parsed: Checker, page: str) -> None:
+    assert not parsed.find("svg", id="srtt-plot")
+    assert "What the kernel saw" not in page
+
+
+def test_the_kernel_curves_plot_srtt_on_a_log_scale_and_resends_per_end() -> None:
+    result = with_testimony((0.2 * MS, 0.0), (400 * MS, 0.3))
+    page = report.html_page(result)
+    parsed = parse(page)
+    for plot in ("srtt-plot", "retransmits-plot"):
+        assert len(parsed.find("svg", id=plot)) == 1
+    for end in ("web", "api"):
+        assert len(parsed.find("polyline", **{"class": end})) == 2  # one per plot
+        assert len(parsed.find("circle", **{"class": end})) == 2 * 60
+    labels = " ".join(parsed.text)
+    # decades from 0.1 ms (below 0.2 ms) to 1 s (above 400 ms)
+    for tick in ("0.1 ms", "1 ms", "10 ms", "100 ms", "1 s"):
+        assert tick in labels, tick
+    assert "API tier's end (its SERVER spans): 400.00 ms (60 calls)" in labels
+    assert "API tier's end (its SERVER spans): 0.30 per request (60 calls)" in labels
+    # the fault window is shaded on all three plots
+    assert len(parsed.find("rect", **{"class": "fault-window"})) == 3
+
+
+def test_in_kernel_mode_without_netem_the_api_end_shows_the_fault_and_the_note_says_why() -> None:
+    result = with_testimony((0.2 * MS, 0.0), (400 * MS, 0.3))
+    result["kernel"] = {"latency_via": "userspace proxy"}
+    note = report.kernel_note(result)
+    assert note.startswith("The API tier's end shows the fault and the web tier's does not")
+    assert "ends at the proxy on loopback" in note
+
+
+def test_in_kernel_mode_with_both_ends_faulted_the_note_says_tc_queues_and_drops() -> None:
+    result = with_testimony((300 * MS, 0.2), (400 * MS, 0.3))
+    result["kernel"] = {"latency_via": "netem"}
+    assert report.kernel_note(result).startswith("The kernel's curves show the fault: tc queues")
+
+
+def test_through_the_userspace_proxy_the_curves_stay_flat_and_the_note_says_why() -> None:
+    result = with_testimony((0.25 * MS, 0.0), (0.3 * MS, 0.0))
+    note = report.kernel_note(result)
+    assert note.startswith("The kernel's curves do not rise with the remote time")
+    assert "the fault proxy delays and drops in userspace" in note
+    page = report.html_page(result)
+    assert f'<p id="kernel-note">{html.escape(note)}</p>' in page
+
+
+def test_a_curve_that_moved_through_the_proxy_is_called_out() -> None:
+    result = with_testimony((0.25 * MS, 0.0), (50 * MS, 0.0))
+    note = report.kernel_note(result)
+    assert note.startswith("The kernel's curves moved at the API tier's end (its SERVER spans)")

@@ -15,6 +15,8 @@ import pytest
 from netgap.cli import build_parser, main
 from netgap.commands.scenario import faults_from_args
 from netgap.fault.spec import PRESETS, Faults
+from netgap.report import end_moved
+from netgap.scenario import report
 from netgap.supervisor import check_port_free
 from tests.harness import ROOT, free_port
 from tests.netgap.test_trace_page_browser import CHROMIUM_FLAGS, chromium
@@ -121,6 +123,26 @@ def test_the_remote_metric_moves_with_the_traces(run: Run) -> None:
     assert traced / 2.5 <= metric["fault"]["p50"] <= traced * 2.5
     header = next(line for line in run.stdout.splitlines() if line.startswith("phase "))
     assert "remote (metric) p50 / p99" in header
+
+
+def test_through_the_proxy_the_kernels_curves_do_not_rise(run: Run) -> None:
+    """Issue 9's report: the faults live in the userspace proxy, between two loopback TCP
+    connections, so neither end's srtt or resends rise with the remote time, and the report
+    says why in one sentence."""
+    edge = run.phase("fault")["edges"]["webtier->apitier"]
+    before = run.phase("baseline")["edges"]["webtier->apitier"]
+    for end in ("tcp", "tcp_callee"):  # both ends testified, and neither moved
+        assert edge[end]["calls"] > 0, end
+        assert not end_moved(edge[end], before[end]), (end, edge[end], before[end])
+    assert edge["tcp"]["srtt"]["p50"] < 1 * MS
+    assert any(b["tcp"].get("web") and b["tcp"].get("api") for b in run.result["series"]["buckets"])
+    note = report.kernel_note(run.result)
+    assert note.startswith("The kernel's curves do not rise with the remote time")
+    assert f"The kernel (TCP_INFO): {note}" in run.stdout
+    page = (run.out / "scenario.html").read_text()
+    assert 'id="srtt-plot"' in page
+    assert 'id="retransmits-plot"' in page
+    assert "userspace hop" in run.result["diagnosis"]
 
 
 def test_application_time_stays_within_1_ms_of_baseline(run: Run) -> None:
