@@ -16,10 +16,10 @@ stored once, in `scopes`. `operations` lists each (service, span name, kind) see
 services and operations never scans the spans.
 
 Reading. `find_traces` gives whole spans (every body and resource decoded), as the query API
-must. `find_breakdowns` is the lean read for breakdowns: only the columns they need, the facts
-kept at ingest of CLIENT spans and the spans serving them, no resource at all;
-netgap.breakdown.break_down_chain breaks down a trace of the common shape from that, anything
-else is read whole and given to break_down.
+must. `find_breakdowns` is the lean read for breakdowns: a trace of the common shape is one
+row of `chains`, the answer netgap.breakdown.break_down_chain gave when the trace was last
+written (from the columns it needs and the facts kept of CLIENT spans and the spans serving
+them); anything else is read whole and given to break_down.
 
 Retention is by the time the collector first received a trace, as Jaeger's memory store is a
 ring buffer of traces in arrival order: --max-spans drops the earliest received traces until
@@ -53,7 +53,7 @@ from netgap.collector.otlp_proto import attributes, span_to_pb
 from netgap.errors import NetgapError
 from netgap.model import CLIENT, KIND_NAMES, SERVER, Event, Span
 
-SCHEMA_VERSION = 2  # 2: spans.facts
+SCHEMA_VERSION = 3  # 2: spans.facts; 3: chains
 APPLICATION_ID = 0x6E676170  # "ngap": marks the file as ours
 DEFAULT_SEARCH_LIMIT = 100  # Jaeger's default query.searchDepth (v2.20)
 _EVICT_BATCH = 1000  # traces dropped per transaction, so ingest is never held up for long
@@ -93,6 +93,13 @@ CREATE TABLE IF NOT EXISTS spans (
     PRIMARY KEY (trace_seq, span_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS spans_by_service ON spans (service, start_ns);
+-- Each trace's breakdown.Chain (JSON, without its trace id), or NULL for a trace of another
+-- shape, worked out in the transaction that writes any of its spans: find_breakdowns reads
+-- one row per trace. Traces last written before version 3 have no row (read span by span).
+CREATE TABLE IF NOT EXISTS chains (
+    trace_seq INTEGER PRIMARY KEY,
+    chain TEXT
+);
 CREATE TABLE IF NOT EXISTS operations (
     service TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -161,6 +168,10 @@ SELECT s.trace_seq, s.span_id, s.parent_span_id, s.service, s.kind, s.start_ns, 
        iif(s.kind = 3 OR p.kind = 3, coalesce(s.facts, s.body), NULL)
 FROM spans s LEFT JOIN spans p ON p.trace_seq = s.trace_seq AND p.span_id = s.parent_span_id
 WHERE (p.kind IS NULL OR p.kind = 3 OR s.kind = 3) AND s.trace_seq BETWEEN ? AND ?"""
+_UPSERT_CHAIN = "INSERT OR REPLACE INTO chains (trace_seq, chain) VALUES (?, ?)"
+_KEPT_IN = """
+SELECT trace_seq, chain FROM chains WHERE trace_seq IN (SELECT value FROM json_each(?))"""
+_KEPT_RANGE = "SELECT trace_seq, chain FROM chains WHERE trace_seq BETWEEN ? AND ?"
 _SELECT_SUMMARIES = """
 SELECT trace_id, root_service, root_name, start_ns, end_ns, span_count FROM traces"""
 
@@ -307,6 +318,7 @@ class Store:
                     raise UnstorableSpanError(f"a span cannot be stored: {exc}") from None
                 added: int = cur.rowcount
                 cur.executemany(_COUNT_SPANS, [(seq,) for seq in seqs.values()])
+                self._keep_chains(cur, seqs)
                 cur.executemany(_UPSERT_OPERATION, [(*op, now) for op in operations])
                 cur.executemany(
                     "UPDATE scopes SET received_ns = ? WHERE id = ?",
@@ -317,6 +329,19 @@ class Store:
                     removed = self._evict_oldest(cur, self._span_count + added - self.max_spans)
             self._span_count += added - removed
         return added
+
+    def _keep_chains(self, cur: sqlite3.Cursor, seqs: Mapping[str, int]) -> None:
+        """The chains row of each trace written (trace id -> seq), as its spans now stand."""
+        rows: dict[int, list[LeanSpan]] = {seq: [] for seq in seqs.values()}
+        for span in cur.execute(_LEAN_IN, (_dumps(list(rows)),)).fetchall():
+            rows[span[0]].append(span)
+        cur.executemany(
+            _UPSERT_CHAIN,
+            [
+                (seq, _chain_json(break_down_chain(trace_id, rows[seq])))
+                for trace_id, seq in seqs.items()
+            ],
+        )
 
     def _rows_from_request(
         self, cur: sqlite3.Cursor, request: ExportTraceServiceRequest, now: int
@@ -461,6 +486,8 @@ class Store:
             return 0
         removed: int = cur.execute("DELETE FROM spans WHERE trace_seq <= ?", (last_seq,)).rowcount
         cur.execute("DELETE FROM traces WHERE seq <= ?", (last_seq,))
+        # A seq can be given again once every trace is gone: no chain may outlive its trace.
+        cur.execute("DELETE FROM chains WHERE trace_seq <= ?", (last_seq,))
         # Traces go in order of first receipt, so an operation or scope last received before
         # the earliest trace left belongs to no span left.
         row = cur.execute("SELECT received_ns FROM traces ORDER BY seq LIMIT 1").fetchone()
@@ -553,12 +580,12 @@ class Store:
         (then `query.limit` counts from the earliest); exactly what break_down gives for the
         spans find_traces returns, with no span decoded for a trace of the common shape.
 
-        Reads only the columns the breakdown needs, and the facts of CLIENT spans and of the
-        spans serving them (phase events, connection, TCP_INFO; the protobuf body where a span
-        was stored without them): break_down_chain breaks such a trace
-        down; any other shape (several roots, a missing server span, nested calls, a
-        data-quality warning) is read in full and given to break_down. One read snapshot,
-        held until the iterator is exhausted or closed."""
+        A trace of the common shape is one row: its Chain, worked out by break_down_chain
+        whenever the trace was written (a trace last written before that was kept is read
+        span by span: the columns the breakdown needs, and the facts of CLIENT spans and of
+        the spans serving them). Any other shape (several roots, a missing server span,
+        nested calls, a data-quality warning) is read in full and given to break_down. One
+        read snapshot, held until the iterator is exhausted or closed."""
         with self._reading() as cur:
             if oldest_first:
                 found = self._find(cur, replace(query, limit=_NO_LIMIT))
@@ -568,26 +595,39 @@ class Store:
                 found = self._find(cur, query)
                 seqs = list(found)
             for i in range(0, len(seqs), _LEAN_BATCH):
-                batch = seqs[i : i + _LEAN_BATCH]
-                rows: dict[int, list[LeanSpan]] = {seq: [] for seq in batch}
-                low, high = min(batch), max(batch)
-                if high - low < 2 * len(batch):  # one range, and a few traces not asked for
-                    for span in cur.execute(_LEAN_RANGE, (low, high)).fetchall():
-                        found_rows = rows.get(span[0])
-                        if found_rows is not None:
-                            found_rows.append(span)
-                else:
-                    for span in cur.execute(_LEAN_IN, (_dumps(batch),)).fetchall():
-                        rows[span[0]].append(span)
-                for seq in batch:
-                    trace_id = found[seq]
-                    chain = break_down_chain(trace_id, rows[seq])
-                    if chain is not None:
-                        yield chain
-                        continue
-                    breakdown = break_down(self._trace_spans(cur, seq, trace_id))
-                    if breakdown is not None:
-                        yield breakdown
+                yield from self._breakdowns(cur, found, seqs[i : i + _LEAN_BATCH])
+
+    def _breakdowns(
+        self, cur: sqlite3.Cursor, found: Mapping[int, str], batch: list[int]
+    ) -> Iterator[TraceBreakdown | Chain]:
+        """find_breakdowns' answers for one batch of seqs, in its order: each trace's kept
+        chain; else (a trace last written before chains were kept) its lean rows through
+        break_down_chain; else (another shape) break_down of all its spans."""
+        low, high = min(batch), max(batch)
+        dense = high - low < 2 * len(batch)  # one range, and a few traces not asked for
+        if dense:
+            kept = dict(cur.execute(_KEPT_RANGE, (low, high)).fetchall())
+        else:
+            kept = dict(cur.execute(_KEPT_IN, (_dumps(batch),)).fetchall())
+        unkept = [seq for seq in batch if seq not in kept]
+        rows: dict[int, list[LeanSpan]] = {seq: [] for seq in unkept}
+        if unkept:
+            for span in cur.execute(_LEAN_IN, (_dumps(unkept),)).fetchall():
+                rows[span[0]].append(span)
+        for seq in batch:
+            trace_id = found[seq]
+            chain: Chain | None
+            if seq in kept:
+                text = kept[seq]
+                chain = None if text is None else _chain_from(trace_id, text)
+            else:
+                chain = break_down_chain(trace_id, rows[seq])
+            if chain is not None:
+                yield chain
+                continue
+            breakdown = break_down(self._trace_spans(cur, seq, trace_id))
+            if breakdown is not None:
+                yield breakdown
 
     def _starts(self, cur: sqlite3.Cursor, seqs: list[int]) -> dict[int, int]:
         """seq -> the trace's start (its earliest span's)."""
@@ -819,6 +859,31 @@ class Store:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _chain_json(chain: Chain | None) -> str | None:
+    """A Chain as the chains table keeps it: JSON, without the trace id."""
+    return None if chain is None else _dumps(chain[1:])
+
+
+def _chain_from(trace_id: str, text: str) -> Chain:
+    (start, total, caller, callee, own, remote, served, connection, phases, warnings, tcp,
+     tcp_callee) = json.loads(text)  # fmt: skip
+    return Chain(
+        trace_id,
+        start,
+        total,
+        caller,
+        callee,
+        own,
+        remote,
+        served,
+        connection,
+        None if phases is None else tuple(phases),
+        tuple(warnings),
+        None if tcp is None else tuple(tcp),
+        None if tcp_callee is None else tuple(tcp_callee),
+    )
 
 
 def _note(

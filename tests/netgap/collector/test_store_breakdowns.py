@@ -199,7 +199,50 @@ def test_spans_stored_before_call_facts_are_read_from_their_bodies(store: Store)
     with store._transaction() as cur:
         assert cur.execute("SELECT count(facts) FROM spans").fetchone()[0] > 0
         cur.execute("UPDATE spans SET facts = NULL")
+        cur.execute("DELETE FROM chains")  # as before version 3
     assert summary_json(assert_same(store, WEB, None), None) == with_facts
+
+
+def test_traces_stored_before_chains_were_kept_read_alike(store: Store) -> None:
+    ingest(store, random.Random(7), 300, 0.3)
+    kept = list(store.find_breakdowns(WEB))
+    with store._transaction() as cur:
+        cur.execute("DELETE FROM chains WHERE trace_seq % 2 = 0")  # half of them, as in v2
+    assert assert_same(store, WEB, None) == kept
+
+
+def test_a_trace_written_in_parts_keeps_the_chain_of_all_its_parts(store: Store) -> None:
+    """Each tier exports its own spans, in either order, with other traces in between: the
+    kept chain is the one of every span the trace has so far."""
+    rnd = random.Random(8)
+    parts: list[list[Span]] = []
+    for i in range(200):
+        for spans in lab_trace(rnd, BASE_NS + i * 3_000_000, 0.3):
+            by_service: dict[str, list[Span]] = {}
+            for span in spans:
+                by_service.setdefault(span.service, []).append(span)
+            parts += by_service.values()
+    rnd.shuffle(parts)
+    for i, part in enumerate(parts):
+        store.add_request(request_from_spans(part))
+        if i == len(parts) // 2:  # half the parts in: chains of half-arrived traces
+            assert_same(store, EVERYTHING, None)
+    fast = assert_same(store, EVERYTHING, None)
+    assert sum(isinstance(b, Chain) for b in fast) > 100
+
+
+def test_evicted_traces_take_their_chains_with_them(tmp_path: Path) -> None:
+    with Store(tmp_path / "traces.db", max_spans=300) as store:
+        ingest(store, random.Random(9), 400, 0.2)
+        with store._transaction() as cur:
+            orphans = cur.execute(
+                "SELECT count(*) FROM chains WHERE trace_seq NOT IN (SELECT seq FROM traces)"
+            ).fetchone()[0]
+            missing = cur.execute(
+                "SELECT count(*) FROM traces WHERE seq NOT IN (SELECT trace_seq FROM chains)"
+            ).fetchone()[0]
+        assert (orphans, missing) == (0, 0)
+        assert_same(store, EVERYTHING, None)
 
 
 def test_a_version_1_store_is_migrated_in_place(tmp_path: Path) -> None:
@@ -230,4 +273,4 @@ def test_a_version_1_store_is_migrated_in_place(tmp_path: Path) -> None:
                 ).fetchone()[0]
                 == 0
             )
-            assert cur.execute("PRAGMA user_version").fetchone()[0] == 2
+            assert cur.execute("PRAGMA user_version").fetchone()[0] == 3
