@@ -158,7 +158,10 @@ def details(rounds: dict[str, Any]) -> str:
         for label in ("metered", "unmetered"):
             runs = [r for r in metrics["runs"] if r["stack"] == label]
             out.append(f"  {label:9s} req/s {series([r['rate'] for r in runs], '.0f')}")
-        out.append(f"  ratios: throughput {series(metrics['ratios'], '.3f')}")
+        out.append(
+            f"  ratios: throughput {series(metrics['ratios'], '.3f')}"
+            f" | CPU/request {series(metrics.get('cpu_ratios', []), '.3f')}"
+        )
     floor = rounds.get("floor")
     if floor:
         out.append("remote-calls floor (serial wrk on the traced lab stack, from its traces):")
