@@ -482,16 +482,13 @@ class Run:
     def ingest(self) -> None:
         """tests/netgap/collector/bench.py's set-up: the collector pinned to the first core on
         a fresh store, one client (this process) on the other, posting pre-built OTLP/HTTP
-        protobuf requests of 512 spans back to back."""
-        from tests.netgap.collector.bench import WINDOW_NS, request_body  # imported late
+        protobuf requests of 512 spans back to back, the two tiers' parts of traces in turn."""
+        from tests.netgap.collector.bench import WINDOW_NS, request_bodies  # imported late
 
         plan = self.plan
         rnd = random.Random(1)  # noqa: S311  (span ids, not secrets)
-        now = time.time_ns()
         total = plan.ingest_rounds * plan.ingest_batches + 1
-        step = WINDOW_NS // total
-        bodies = [request_body(plan.ingest_spans, now - WINDOW_NS + i * step, rnd)
-                  for i in range(total)]  # fmt: skip
+        bodies = request_bodies(total, plan.ingest_spans, time.time_ns() - WINDOW_NS, rnd)
         proc, otlp = stack.collector(
             "ingest-collector", self.logs, self.logs / "ingest.db", self.first
         )

@@ -5,8 +5,9 @@ a speed), a measurement to repeat:
 
 Starts the collector as its own process, pinned to CPU 0 with taskset when there is one, on a
 fresh database; one client (this process, on another CPU) posts pre-built OTLP/HTTP protobuf
-requests back to back, each of --spans spans in traces of five, start times spread evenly over
-the last 15 minutes. Then it times trace-by-id and 15-minute searches over what is stored.
+requests back to back, each of --spans spans, the web and the API tier's parts of traces of
+five in turn, as the tiers export them (request_bodies), start times spread evenly over the
+last 15 minutes. Then it times trace-by-id and 15-minute searches over what is stored.
 """
 
 import argparse
@@ -41,16 +42,22 @@ def _kv(key: str, value: str | int | bool) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=value))
 
 
-RESOURCE = Resource(
-    attributes=[
-        _kv("service.name", "webtier"),
-        _kv("service.instance.id", "4b0c0b6e-1c1f-4a40-9f2d-2f3c1c9d1a11"),
-        _kv("telemetry.sdk.language", "python"),
-        _kv("telemetry.sdk.name", "opentelemetry"),
-        _kv("telemetry.sdk.version", "1.45.2"),
-        _kv("host.name", "node-1"),
-    ]
-)
+def _resource(service: str) -> Resource:
+    return Resource(
+        attributes=[
+            _kv("service.name", service),
+            _kv("service.instance.id", "4b0c0b6e-1c1f-4a40-9f2d-2f3c1c9d1a11"),
+            _kv("telemetry.sdk.language", "python"),
+            _kv("telemetry.sdk.name", "opentelemetry"),
+            _kv("telemetry.sdk.version", "1.45.2"),
+            _kv("host.name", "node-1"),
+        ]
+    )
+
+
+WEB, API = _resource("webtier"), _resource("apitier")
+WEB_SCOPE = InstrumentationScope(name="tierkit.tracing")
+API_SCOPE = InstrumentationScope(name="apitier")
 ATTRIBUTES = [
     _kv("http.request.method", "GET"),
     _kv("url.path", "/"),
@@ -63,31 +70,69 @@ ATTRIBUTES = [
 ]
 
 
-def request_body(spans: int, start_ns: int, rnd: random.Random) -> bytes:
-    """One export request: traces of five spans (a SERVER root, CLIENT and SERVER below)."""
-    out: list[Span] = []
-    while len(out) < spans:
-        trace_id, root = rnd.randbytes(16), rnd.randbytes(8)
-        start = start_ns + rnd.randrange(10**9)
-        for i in range(5):
-            out.append(
-                Span(
-                    trace_id=trace_id,
-                    span_id=root if i == 0 else rnd.randbytes(8),
-                    parent_span_id=b"" if i == 0 else root,
-                    name=f"GET /{i}",
-                    kind=Span.SPAN_KIND_SERVER if i % 2 == 0 else Span.SPAN_KIND_CLIENT,
-                    start_time_unix_nano=start + i * 1000,
-                    end_time_unix_nano=start + 5_000_000 - i * 1000,
-                    attributes=ATTRIBUTES,
-                )
-            )
-    scope = InstrumentationScope(name="opentelemetry.instrumentation.fastapi", version="0.66b2")
+def request_bodies(count: int, spans: int, start_ns: int, rnd: random.Random) -> list[bytes]:
+    """`count` export requests of `spans` spans each, as the lab's tiers send them: the web
+    tier's (each trace's SERVER root and its CLIENT call) and the API tier's (the SERVER span
+    serving that call, api-handler, fast-query) in turn, each trace's two parts in a pair of
+    requests; start times spread from `start_ns` over WINDOW_NS."""
+    step = WINDOW_NS // max(count, 1)
+    web: list[Span] = []
+    api: list[Span] = []
+    bodies: list[bytes] = []
+    while len(bodies) < count:
+        wanted = web if len(bodies) % 2 == 0 else api
+        while len(wanted) < spans:
+            web_part, api_part = _trace(start_ns + len(bodies) * step, rnd)
+            web += web_part
+            api += api_part
+        resource, scope = (WEB, WEB_SCOPE) if wanted is web else (API, API_SCOPE)
+        bodies.append(_body(resource, scope, wanted[:spans]))
+        del wanted[:spans]
+    return bodies
+
+
+def _trace(start_ns: int, rnd: random.Random) -> tuple[list[Span], list[Span]]:
+    trace_id, root, call, served = (rnd.randbytes(n) for n in (16, 8, 8, 8))
+    t0 = start_ns + rnd.randrange(10**9)
+
+    def span(
+        span_id: bytes,
+        parent: bytes,
+        name: str,
+        kind: "Span.SpanKind.ValueType",
+        start: int,
+        end: int,
+    ) -> Span:
+        return Span(
+            trace_id=trace_id,
+            span_id=span_id,
+            parent_span_id=parent,
+            name=name,
+            kind=kind,
+            start_time_unix_nano=start,
+            end_time_unix_nano=end,
+            attributes=ATTRIBUTES if kind != Span.SPAN_KIND_INTERNAL else (),
+        )
+
+    handler = rnd.randbytes(8)
+    web_part = [
+        span(root, b"", "GET /", Span.SPAN_KIND_SERVER, t0, t0 + 7_000_000),
+        span(call, root, "GET", Span.SPAN_KIND_CLIENT, t0 + 1_000_000, t0 + 6_000_000),
+    ]
+    api_part = [
+        span(served, call, "GET /", Span.SPAN_KIND_SERVER, t0 + 1_500_000, t0 + 5_000_000),
+        span(handler, served, "api-handler", Span.SPAN_KIND_INTERNAL, t0 + 1_600_000,
+             t0 + 4_900_000),
+        span(rnd.randbytes(8), handler, "fast-query", Span.SPAN_KIND_INTERNAL, t0 + 1_700_000,
+             t0 + 3_800_000),
+    ]  # fmt: skip
+    return web_part, api_part
+
+
+def _body(resource: Resource, scope: InstrumentationScope, spans: list[Span]) -> bytes:
     request = ExportTraceServiceRequest(
         resource_spans=[
-            ResourceSpans(
-                resource=RESOURCE, scope_spans=[ScopeSpans(scope=scope, spans=out[:spans])]
-            )
+            ResourceSpans(resource=resource, scope_spans=[ScopeSpans(scope=scope, spans=spans)])
         ]
     )
     body: bytes = request.SerializeToString()
@@ -128,10 +173,7 @@ def main() -> None:
     assert api, banner
     now = time.time_ns()
     rnd = random.Random(1)
-    step = WINDOW_NS // args.batches
-    bodies = [
-        request_body(args.spans, now - WINDOW_NS + i * step, rnd) for i in range(args.batches)
-    ]
+    bodies = request_bodies(args.batches, args.spans, now - WINDOW_NS, rnd)
     try:
         with httpx.Client(headers={"content-type": "application/x-protobuf"}) as client:
             client.post(otlp.group(1), content=bodies[0]).raise_for_status()  # warm up
@@ -158,7 +200,7 @@ def main() -> None:
             found = client.get("/api/v3/traces", params={**window, "query.num_traces": "50"})
             ids = sorted({s["traceId"] for rs in found.json()["result"]["resourceSpans"]
                           for ss in rs["scopeSpans"] for s in ss["spans"]})  # fmt: skip
-            print(f"stored: {args.batches * args.spans // 5:,} traces of 5 spans")
+            print(f"stored: about {args.batches * args.spans // 5:,} traces of 5 spans")
             by_id = median_ms(
                 lambda: client.get(f"/api/v3/traces/{rnd.choice(ids)}").raise_for_status(), 100
             )
@@ -166,7 +208,7 @@ def main() -> None:
             for limit in ("20", "100"):
                 took = search_ms(client, {**window, "query.num_traces": limit})
                 print(f"15-minute search, num_traces={limit}: {took:.2f} ms")
-            by_operation = {"query.operation_name": "GET /3", "query.duration_min": "4ms"}
+            by_operation = {"query.operation_name": "GET /", "query.duration_min": "4ms"}
             took = search_ms(client, {**window, **by_operation})
             print(f"15-minute search by operation and duration, num_traces=100: {took:.2f} ms")
     finally:
