@@ -37,7 +37,7 @@ def create_app(settings: Settings) -> FastAPI:
         flush_timeout_s=settings.server.shutdown_grace_s,
         # The callee's end of the edge from the web tier: the responses' retransmissions are
         # counted here, where they are sent (netgap.breakdown reads both ends).
-        testify=True,
+        testify=settings.server.tcp_info,
     )
 
 

@@ -15,6 +15,8 @@ class ServerSettings:
     log_level: str = "INFO"
     # GET /metrics and the observations behind it (off only to measure what they cost).
     metrics: bool = True
+    # The kernel's TCP_INFO on the spans and metrics of each exchange with the API (Linux).
+    tcp_info: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], default_port: int) -> "ServerSettings":
@@ -26,4 +28,5 @@ class ServerSettings:
             ),
             log_level=env_choice(environ, "LOG_LEVEL", cls.log_level, LOG_LEVELS),
             metrics=env_bool(environ, "METRICS_ENABLED", cls.metrics),
+            tcp_info=env_bool(environ, "TCP_INFO_ENABLED", cls.tcp_info),
         )

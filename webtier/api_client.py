@@ -42,7 +42,12 @@ class ApiReply:
 
 class ApiClient:
     def __init__(
-        self, settings: ApiSettings, telemetry: Telemetry, metrics: OutboundMetrics | None = None
+        self,
+        settings: ApiSettings,
+        telemetry: Telemetry,
+        metrics: OutboundMetrics | None = None,
+        *,
+        tcp_info: bool = True,
     ) -> None:
         self._url = settings.url
         self._metrics = metrics
@@ -53,7 +58,7 @@ class ApiClient:
             keepalive_expiry_s=settings.keepalive_expiry_s,
         )
         self._client = httpx.AsyncClient(
-            transport=telemetry.traced(PhaseRecordingTransport(pool, metrics)),
+            transport=telemetry.traced(PhaseRecordingTransport(pool, metrics, tcp_info=tcp_info)),
             timeout=httpx.Timeout(settings.timeout_s),
             # An in-cluster call: no proxies or .netrc from the environment.
             trust_env=False,

@@ -28,7 +28,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         outbound = OutboundMetrics(metrics.registry, edge) if metrics else None
-        api = ApiClient(settings.api, telemetry, outbound)
+        api = ApiClient(settings.api, telemetry, outbound, tcp_info=settings.server.tcp_info)
         try:
             yield {"api": api, "pages": pages}
         finally:

@@ -44,10 +44,12 @@ class CallTiming:
 
 
 class PhaseRecordingTransport(Http1Transport):
-    def __init__(self, pool: Http1Pool, metrics: OutboundMetrics | None = None) -> None:
+    def __init__(
+        self, pool: Http1Pool, metrics: OutboundMetrics | None = None, *, tcp_info: bool = True
+    ) -> None:
         super().__init__(pool)
         self._metrics = metrics
-        self._witness = Witness()
+        self._witness = Witness() if tcp_info else None
         if metrics is not None:
             metrics.watch_pool(
                 lambda: pool.connections - pool.idle_connections, lambda: pool.idle_connections
@@ -71,7 +73,7 @@ class PhaseRecordingTransport(Http1Transport):
         span = trace.get_current_span()
         recording = span.is_recording()
         testimony = None
-        if recording or self._metrics is not None:
+        if self._witness is not None and (recording or self._metrics is not None):
             sock = response.extensions["network_stream"].get_extra_info("socket")
             testimony = self._witness.testify(sock, not phases.reused)
         if self._metrics is not None:

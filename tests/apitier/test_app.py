@@ -90,6 +90,7 @@ def test_sdk_disabled_serves_without_tracing(tmp_path: Path, receiver: OtlpRecei
         # the SDK checks these against each other (the batch's default is 512)
         ({"OTEL_BSP_MAX_QUEUE_SIZE": "256"}, "OTEL_BSP_*: max_export_batch_size must be less"),
         ({"METRICS_ENABLED": "maybe"}, "METRICS_ENABLED"),
+        ({"TCP_INFO_ENABLED": "sometimes"}, "TCP_INFO_ENABLED"),
     ],
 )
 def test_bad_settings_exit_2_naming_the_variable(env: dict[str, str], message: str) -> None:

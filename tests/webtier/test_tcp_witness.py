@@ -72,6 +72,24 @@ def test_each_client_span_carries_the_connections_tcp_info(
     assert not any(k.startswith("netgap.tcp.") for s in callers for k in s.attributes)
 
 
+def test_tcp_info_enabled_false_reads_none_on_either_tier(
+    tmp_path: Path, receiver: OtlpReceiver
+) -> None:
+    off = {"TCP_INFO_ENABLED": "false"}
+    with (
+        running(api_tier(tmp_path, receiver, **off)) as api,
+        running(web_tier(tmp_path, receiver, f"{api.url}/", **off)) as web,
+    ):
+        spans = calls(web, receiver, 5)
+        exposition = httpx.get(f"{web.url}/metrics", timeout=5).text
+    servers = [s for s in receiver.snapshot() if s.kind == SERVER]
+    assert len(spans) == 5
+    assert len(servers) >= 10
+    assert not any(k.startswith("netgap.tcp.") for s in spans + servers for k in s.attributes)
+    assert histogram(exposition, "netgap_remote_seconds", {"edge": "webtier->apitier"}).count == 5
+    assert histogram(exposition, "netgap_tcp_srtt_seconds", {"edge": "webtier->apitier"}).count == 0
+
+
 def test_through_the_proxy_remote_time_rises_and_srtt_does_not(
     tmp_path: Path, receiver: OtlpReceiver
 ) -> None:
