@@ -152,15 +152,17 @@ def details(rounds: dict[str, Any]) -> str:
             f"  added p50 ms {series([p['added_p50_ms'] for p in pairs], '.3f')}"
             f" | throughput ratio {series([p['throughput_ratio'] for p in pairs], '.3f')}"
         )
-    metrics = rounds.get("metrics")
-    if metrics:
-        out.append("metrics on vs off (both traced, order alternating):")
-        for label in ("metered", "unmetered"):
-            runs = [r for r in metrics["runs"] if r["stack"] == label]
-            out.append(f"  {label:9s} req/s {series([r['rate'] for r in runs], '.0f')}")
+    for what in ("metrics", "tcp_info"):
+        switched = rounds.get(what)
+        if not switched:
+            continue
+        out.append(f"{what} on vs off (both traced, order alternating):")
+        for label in (switched["on"], switched["off"]):
+            runs = [r for r in switched["runs"] if r["stack"] == label]
+            out.append(f"  {label:11s} req/s {series([r['rate'] for r in runs], '.0f')}")
         out.append(
-            f"  ratios: throughput {series(metrics['ratios'], '.3f')}"
-            f" | CPU/request {series(metrics.get('cpu_ratios', []), '.3f')}"
+            f"  ratios: throughput {series(switched['ratios'], '.3f')}"
+            f" | CPU/request {series(switched['cpu_ratios'], '.3f')}"
         )
     floor = rounds.get("floor")
     if floor:
