@@ -103,4 +103,6 @@ def test_through_the_proxy_remote_time_rises_and_srtt_does_not(
     remote = sorted(s.attributes["netgap.remote_seconds"] for s in spans)
     srtt = sorted(s.attributes["netgap.tcp.srtt_us"] for s in spans)
     assert remote[N // 2] >= 2 * added_s  # both directions
-    assert srtt[N // 2] < added_s * 1e6 / 4  # the connection ends at the proxy: no 20 ms in it
+    # The connection ends at the proxy: none of the 20 ms each way is in it, and the answers,
+    # later than the delayed-ACK time, leave the acknowledgements prompt (the path's own RTT).
+    assert srtt[N // 2] < 1000, srtt

@@ -415,6 +415,10 @@ def test_the_kernels_curves_show_the_veths_faults(kernel_run: KernelRun) -> None
     before = phases["baseline"]["edges"]["webtier->apitier"]
     assert end_moved(fault["tcp_callee"], before["tcp_callee"])
     assert fault["tcp_callee"]["srtt"]["p50"] >= 10 * before["tcp_callee"]["srtt"]["p50"]
+    # the veth's loss and tbf's drops, resent by the API tier (the responses' sender), in the
+    # breakdown's own numbers
+    assert fault["tcp_callee"]["retransmits"]["mean"] > 0
+    assert before["tcp_callee"]["retransmits"]["mean"] == 0
     note = report.kernel_note(result)
     if not result["kernel"]["netem"]:
         assert not end_moved(fault["tcp"], before["tcp"])
