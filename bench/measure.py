@@ -162,6 +162,10 @@ class Run:
             "unwitnessed",
             {**tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url, "TCP_INFO_ENABLED": "false"},
         )
+        # the control: two identical traced stacks, measured as the pairs above are, show how
+        # far apart this machine puts the same code (on/off ratios inside that are noise)
+        twin_a = self._tiers("twin-a", {**tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url})
+        twin_b = self._tiers("twin-b", {**tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url})
         lab = self._tiers("lab", {**tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": lab_otlp})
         # item 4's API tier: untraced and no query delay, the cheapest upstream there is, so
         # the proxy's share of each exchange is as large as it can be
@@ -171,7 +175,9 @@ class Run:
         ).api  # fmt: skip
         first = [
             sink, lab_collector,
-            *self._procs(traced, untraced, metered, unmetered, witnessed, unwitnessed, lab), bare
+            *self._procs(traced, untraced, metered, unmetered, witnessed, unwitnessed, twin_a,
+                         twin_b, lab),
+            bare
         ]  # fmt: skip
         self.procs.extend(first)
         self.placement = {
@@ -197,6 +203,8 @@ class Run:
                     (unmetered.url, self.wrk_on_last),
                     (witnessed.url, self.wrk_on_last),
                     (unwitnessed.url, self.wrk_on_last),
+                    (twin_a.url, self.wrk_on_last),
+                    (twin_b.url, self.wrk_on_last),
                     (lab.url, self.wrk_on_last),
                     (direct_url, self.wrk_on_first),
                     (proxied_url, self.wrk_on_first),
@@ -205,6 +213,7 @@ class Run:
                 self.tracing_cost(traced, untraced)
                 self.on_off_cost("metrics", metered, unmetered)
                 self.on_off_cost("tcp_info", witnessed, unwitnessed)
+                self.on_off_cost("control", twin_a, twin_b)
                 self.proxy_cost(direct_url, proxied_url)
                 floor_windows = self.floor_traffic(lab)
                 self.soak(lab)
@@ -316,7 +325,7 @@ class Run:
         # many pairs close together in time, as this machine's CPU speed drifts by tens of
         # percent in minutes (rounds of one run ranged 0.90-1.08 for the same code).
         rounds, seconds = 3 * plan.rounds, max(1.0, plan.load_s / 3)
-        self.say(f"{title} on vs off (both traced): {rounds} rounds of {seconds:g} s ...")
+        self.say(f"{title} (both traced): {rounds} rounds of {seconds:g} s ...")
         runs: list[dict[str, Any]] = []
         ratios: list[float] = []
         cpu_ratios: list[float] = []
@@ -336,9 +345,9 @@ class Run:
             "cpu_ratios": cpu_ratios,
         }  # fmt: skip
         self.add(
-            Figure(1, f"{title} on/off throughput, traced, {plan.connections} conn. ({issue})",
+            Figure(1, f"{title} throughput, traced, {plan.connections} conn. ({issue})",
                    statistics.median(ratios), "", ">=" if target else None, target),
-            Figure(1, f"  {title} on/off CPU per request, both tiers",
+            Figure(1, f"  {title} CPU per request, both tiers",
                    statistics.median(cpu_ratios), ""),
         )  # fmt: skip
 
@@ -627,8 +636,9 @@ class Run:
 # what -> its title, the issue that asks for it and the throughput ratio it must keep (None:
 # no target of its own; issue 9 asks that the traced/untraced targets hold with it)
 ON_OFF: dict[str, tuple[str, str, float | None]] = {
-    "metrics": ("metrics", "issue 8", 0.97),
-    "tcp_info": ("TCP_INFO", "issue 9", None),
+    "metrics": ("metrics on/off", "issue 8", 0.97),
+    "tcp_info": ("TCP_INFO on/off", "issue 9", None),
+    "control": ("control: twin stacks a/b", "the noise floor", None),
 }
 
 

@@ -152,7 +152,7 @@ def details(rounds: dict[str, Any]) -> str:
             f"  added p50 ms {series([p['added_p50_ms'] for p in pairs], '.3f')}"
             f" | throughput ratio {series([p['throughput_ratio'] for p in pairs], '.3f')}"
         )
-    for what in ("metrics", "tcp_info"):
+    for what in ("metrics", "tcp_info", "control"):
         switched = rounds.get(what)
         if not switched:
             continue
