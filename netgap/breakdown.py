@@ -320,6 +320,30 @@ class Chain(NamedTuple):
             result.tcp_callee[edge] = [self.tcp_callee]
         return result
 
+    def kept(self) -> str:
+        """As a store keeps it (JSON, without the trace id); from_kept reads it back."""
+        return _FACTS_JSON(self[1:])
+
+    @classmethod
+    def from_kept(cls, trace_id: str, text: str) -> "Chain":
+        (start, total, caller, callee, own, remote, served, connection, phases, warnings, tcp,
+         tcp_callee) = json.loads(text)  # fmt: skip
+        return cls(
+            trace_id,
+            start,
+            total,
+            caller,
+            callee,
+            own,
+            remote,
+            served,
+            connection,
+            None if phases is None else tuple(phases),
+            tuple(warnings),
+            None if tcp is None else tuple(tcp),
+            None if tcp_callee is None else tuple(tcp_callee),
+        )
+
 
 def break_down_chain(trace_id: str, spans: Sequence[LeanSpan]) -> Chain | None:
     """break_down's answer for a trace of the common shape, else None (ask break_down):

@@ -155,8 +155,8 @@ SELECT trace_seq, span_id, parent_span_id, service, name, kind, start_ns, end_ns
 FROM spans"""
 # What break_down_chain reads of a trace (LeanSpans): its roots, its CLIENT spans (kind 3) and
 # the children of CLIENT spans, those two with their facts (or bodies); no other span can
-# change its answer. For the
-# traces whose seqs are in a JSON list, or (quicker, for a dense batch) in a range.
+# change its answer. For the traces whose seqs are in a JSON list, or (quicker, for a dense
+# batch) in a range.
 _LEAN_IN = """
 SELECT s.trace_seq, s.span_id, s.parent_span_id, s.service, s.kind, s.start_ns, s.end_ns,
        iif(s.kind = 3 OR p.kind = 3, coalesce(s.facts, s.body), NULL)
@@ -337,10 +337,7 @@ class Store:
             rows[span[0]].append(span)
         cur.executemany(
             _UPSERT_CHAIN,
-            [
-                (seq, _chain_json(break_down_chain(trace_id, rows[seq])))
-                for trace_id, seq in seqs.items()
-            ],
+            [(seq, _kept(break_down_chain(trace_id, rows[seq]))) for trace_id, seq in seqs.items()],
         )
 
     def _rows_from_request(
@@ -619,7 +616,7 @@ class Store:
             chain: Chain | None
             if seq in kept:
                 text = kept[seq]
-                chain = None if text is None else _chain_from(trace_id, text)
+                chain = None if text is None else Chain.from_kept(trace_id, text)
             else:
                 chain = break_down_chain(trace_id, rows[seq])
             if chain is not None:
@@ -861,29 +858,8 @@ class Store:
         self.close()
 
 
-def _chain_json(chain: Chain | None) -> str | None:
-    """A Chain as the chains table keeps it: JSON, without the trace id."""
-    return None if chain is None else _dumps(chain[1:])
-
-
-def _chain_from(trace_id: str, text: str) -> Chain:
-    (start, total, caller, callee, own, remote, served, connection, phases, warnings, tcp,
-     tcp_callee) = json.loads(text)  # fmt: skip
-    return Chain(
-        trace_id,
-        start,
-        total,
-        caller,
-        callee,
-        own,
-        remote,
-        served,
-        connection,
-        None if phases is None else tuple(phases),
-        tuple(warnings),
-        None if tcp is None else tuple(tcp),
-        None if tcp_callee is None else tuple(tcp_callee),
-    )
+def _kept(chain: Chain | None) -> str | None:
+    return None if chain is None else chain.kept()
 
 
 def _note(

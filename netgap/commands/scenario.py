@@ -5,7 +5,8 @@ calling the API through the proxy, then sends a steady load (--rate) through thr
 --baseline without faults, --fault with them (--preset article: 500 ms latency, a 50 kbit/s
 cap and 1% loss, as in the story; --latency, --jitter, --bandwidth and --loss change single
 fields), and --recovery after they are cleared. It then reads the traces back and writes
---out/scenario.html (a stacked time plot with the fault shaded, a per-phase table, the
+--out/scenario.html (a stacked time plot with the fault shaded, the kernel's srtt and
+resends at each end of the web tier's connections to the API, a per-phase table, the
 diagnosis in words) and --out/scenario.json, and prints the table. Ctrl-C or SIGTERM stop it:
 the faults are cleared and every process stops.
 

@@ -37,7 +37,7 @@ from netgap.fault.control import FAULTS_PATH
 from netgap.fault.spec import Faults
 from netgap.loadgen import LoadConfig, LoadGenerator, LoadResult
 from netgap.scenario import kernel, model
-from netgap.scenario.report import diagnose, nice_step
+from netgap.scenario.report import ENDS, diagnose, nice_step
 from netgap.supervisor import Child, check_port_free, pin_apart
 from netgap.trace_source import JaegerQuery
 
@@ -664,7 +664,7 @@ def _bucket_testimony(edge: dict[str, Any]) -> dict[str, Any]:
     tier's CLIENT spans, "api": the API tier's SERVER spans): srtt p50 (ns) and
     retransmissions per request."""
     out = {}
-    for end, key in (("web", "tcp"), ("api", "tcp_callee")):
+    for end, key, *_ in ENDS:
         tcp = edge.get(key)
         if tcp:
             out[end] = {
