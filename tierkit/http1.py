@@ -431,10 +431,17 @@ class Http1Pool:
         self._discard(conn)
 
     def _discard(self, conn: _Connection) -> None:
-        if not conn.closed:
-            conn.abort() if conn.transport is None else conn.transport.close()
-            conn.closed = True
-        self._forget(conn)
+        """Closes `conn`. Its slot is freed by connection_lost, once the socket is gone, not
+        now: freed before, a new connection could open while this one's socket is still
+        there, one over max_connections (seen as 9 of 8 under the story's fault)."""
+        transport = conn.transport
+        conn.closed = True
+        if transport is None:
+            self._forget(conn)
+            return
+        if not transport.is_closing():
+            # Unsent bytes would keep the socket (and the slot) until the peer reads them.
+            transport.abort() if transport.get_write_buffer_size() else transport.close()
 
     def _forget(self, conn: _Connection) -> None:
         """A connection is gone for good (closed by us or by the server): free its slot."""
