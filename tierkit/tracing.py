@@ -161,8 +161,10 @@ class ServerSpanMiddleware:
             start_time=start_ns,
         )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
+        sent_ns: int | None = None  # when the response's last byte was handed to the server
 
         async def send_noting_status(message: Message) -> None:
+            nonlocal sent_ns
             if message["type"] == "http.response.start":
                 status = message["status"]
                 span.set_attribute("http.response.status_code", status)
@@ -170,6 +172,8 @@ class ServerSpanMiddleware:
                     span.set_attribute("error.type", str(status))
                     span.set_status(StatusCode.ERROR)
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                sent_ns = time.time_ns()
 
         try:
             await self.app(scope, receive, send_noting_status)
@@ -182,7 +186,9 @@ class ServerSpanMiddleware:
                 span.set_attribute("http.route", route)
                 span.update_name(f"{name} {route}")
             self._testify(scope, span)
-            span.end()
+            # The span ends with the response, not after the bookkeeping here and in the inner
+            # middleware (the caller has the answer by then): that would come off remote time.
+            span.end(end_time=sent_ns)
             otel_context.detach(token)
 
     def _testify(self, scope: Scope, span: trace.Span) -> None:
