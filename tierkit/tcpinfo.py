@@ -7,13 +7,12 @@ Linux (no TCP_INFO), or on a socket that is not TCP, there is nothing to read an
 
 import socket
 import struct
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 TCP_INFO: int | None = getattr(socket, "TCP_INFO", None)
-READ_BYTES = 512  # more than any kernel's struct: getsockopt returns the kernel's own length
 
-# name -> (offset, struct format), from include/uapi/linux/tcp.h
+# name -> (offset, struct format), from include/uapi/linux/tcp.h, in offset order (a TcpInfo's
+# fields are these, in this order, so one unpack fills it)
 _LAYOUT: dict[str, tuple[int, str]] = {
     "state": (0, "B"),
     "rto_us": (8, "I"),
@@ -43,31 +42,30 @@ class TcpInfo(NamedTuple):
     bytes_retrans: int | None = None
 
 
-_NAMES = TcpInfo._fields
-_CODECS = tuple((name, offset, code, offset + struct.calcsize(code)) for name, (offset, code) in
-                ((name, _LAYOUT[name]) for name in _NAMES))  # fmt: skip
+_CODECS = tuple(
+    (name, offset, code, offset + struct.calcsize(code)) for name, (offset, code) in _LAYOUT.items()
+)
 
 
 def _whole() -> struct.Struct:
     """Every field in one format, padding between them: one call for a kernel that has all."""
     layout, at = "=", 0
-    for _, offset, code, end in sorted(_CODECS, key=lambda codec: codec[1]):
+    for _, offset, code, end in _CODECS:
         layout += f"{offset - at}x{code}" if offset > at else code
         at = end
     return struct.Struct(layout)
 
 
 _WHOLE = _whole()
-# The fields in offset order, and where each goes in a TcpInfo
-_ORDER = tuple(_NAMES.index(name) for name, *_ in sorted(_CODECS, key=lambda codec: codec[1]))
-_INVERSE = tuple(_ORDER.index(j) for j in range(len(_NAMES)))
+# Asking for no more than the fields we read: the kernel copies min(asked, its struct's size),
+# and says how much it copied, so an older kernel's shorter struct still shows as shorter.
+READ_BYTES = _WHOLE.size
 
 
 def parse(raw: bytes) -> TcpInfo:
     """The fields `raw` is long enough to hold (native byte order, as the kernel wrote it)."""
     if len(raw) >= _WHOLE.size:
-        values = _WHOLE.unpack_from(raw)
-        return TcpInfo._make(values[i] for i in _INVERSE)
+        return TcpInfo._make(_WHOLE.unpack_from(raw))
     found = {
         name: struct.unpack_from(code, raw, offset)[0]
         for name, offset, code, end in _CODECS
@@ -87,11 +85,19 @@ def read(sock: socket.socket) -> TcpInfo | None:
 
 
 PREFIX = "netgap.tcp."
-_GAUGES = ("rttvar_us", "rto_us", "min_rtt_us", "snd_cwnd", "lost")
+# The attribute keys, built once: attributes() runs on every exchange.
+_NEW = PREFIX + "new_connection"
+_DELIVERY_RATE = PREFIX + "delivery_rate_bps"
+_BYTES_RETRANSMITTED = PREFIX + "bytes_retransmitted"
+_SRTT = PREFIX + "srtt_us"
+_RETRANSMITS = PREFIX + "retransmits"
+_GAUGES = tuple(
+    (PREFIX + name, TcpInfo._fields.index(name))
+    for name in ("rttvar_us", "rto_us", "min_rtt_us", "snd_cwnd", "lost")
+)
 
 
-@dataclass(frozen=True)
-class Testimony:
+class Testimony(NamedTuple):
     """One exchange's evidence: the connection's state at its end, what it retransmitted."""
 
     info: TcpInfo
@@ -101,20 +107,21 @@ class Testimony:
 
     def attributes(self) -> dict[str, Any]:
         """As span attributes, under netgap.tcp.; the fields this kernel lacks left out."""
-        found: dict[str, Any] = {f"{PREFIX}new_connection": self.new_connection}
-        for name in _GAUGES:
-            value = getattr(self.info, name)
+        info = self.info
+        found: dict[str, Any] = {_NEW: self.new_connection}
+        for key, at in _GAUGES:
+            value = info[at]
             if value is not None:
-                found[PREFIX + name] = value
-        if self.info.delivery_rate is not None:
-            found[f"{PREFIX}delivery_rate_bps"] = self.info.delivery_rate * 8
+                found[key] = value
+        if info.delivery_rate is not None:
+            found[_DELIVERY_RATE] = info.delivery_rate * 8
         if self.bytes_retransmitted is not None:
-            found[f"{PREFIX}bytes_retransmitted"] = self.bytes_retransmitted
+            found[_BYTES_RETRANSMITTED] = self.bytes_retransmitted
         # Last, in this order: netgap's breakdown reads these two from the span's end.
-        if self.info.srtt_us is not None:
-            found[f"{PREFIX}srtt_us"] = self.info.srtt_us
+        if info.srtt_us is not None:
+            found[_SRTT] = info.srtt_us
         if self.retransmits is not None:
-            found[f"{PREFIX}retransmits"] = self.retransmits
+            found[_RETRANSMITS] = self.retransmits
         return found
 
 

@@ -182,26 +182,27 @@ class ServerSpanMiddleware:
             raise
         finally:
             route = getattr(scope.get("route"), "path", None)
+            found = {} if route is None else {"http.route": route}
             if route is not None:
-                span.set_attribute("http.route", route)
                 span.update_name(f"{name} {route}")
-            self._testify(scope, span)
+            if self.witness is not None and span.is_recording():
+                found.update(self._testimony(scope))
+            if found:  # one call: the SDK checks and locks per call as well as per attribute
+                span.set_attributes(found)
             # The span ends with the response, not after the bookkeeping here and in the inner
             # middleware (the caller has the answer by then): that would come off remote time.
             span.end(end_time=sent_ns)
             otel_context.detach(token)
 
-    def _testify(self, scope: Scope, span: trace.Span) -> None:
+    def _testimony(self, scope: Scope) -> dict[str, Any]:
         """The connection's TCP_INFO once the response is written (tierkit.protocol puts the
-        socket in the scope). What the response's bytes need resent after this moment is
-        counted with the connection's next request."""
-        if self.witness is None:
-            return
+        socket in the scope), as span attributes. What the response's bytes need resent
+        after this moment is counted with the connection's next request."""
         connection = scope.get("extensions", {}).get(CONNECTION)
-        if isinstance(connection, Connection) and span.is_recording():
-            testimony = self.witness.testify(connection.sock, connection.requests == 1)
-            if testimony is not None:
-                span.set_attributes(testimony.attributes())
+        if self.witness is None or not isinstance(connection, Connection):
+            return {}
+        testimony = self.witness.testify(connection.sock, connection.requests == 1)
+        return {} if testimony is None else testimony.attributes()
 
 
 class TracedTransport(httpx.AsyncBaseTransport):

@@ -86,10 +86,11 @@ class PhaseRecordingTransport(Http1Transport):
             for name, timestamp in phases.events():
                 span.add_event(name, timestamp=timestamp)
             # What netgap's breakdown reads goes last (the TCP testimony's srtt and
-            # retransmissions end its attributes): its fast path scans from the end.
-            if testimony is not None:
-                span.set_attributes(testimony.attributes())
+            # retransmissions end its attributes): its fast path scans from the end. One call:
+            # the SDK checks and locks per call as well as per attribute.
+            found = testimony.attributes() if testimony is not None else {}
             if remote_s is not None:
-                span.set_attribute("netgap.remote_seconds", remote_s)
-            span.set_attribute("netgap.connection.reused", phases.reused)
+                found["netgap.remote_seconds"] = remote_s
+            found["netgap.connection.reused"] = phases.reused
+            span.set_attributes(found)
         return response
