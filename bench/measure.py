@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from bench import stack
+from bench import stack, tcpcost
 from bench.http import WrkResult, wrk
 from bench.report import Figure
 from netgap.aggregate import Aggregate
@@ -128,6 +128,7 @@ class Run:
     notes: list[str] = field(default_factory=list)
     placement: dict[str, str] = field(default_factory=dict)
     http_rate: float = 0.0  # traces/s of the breakdown over HTTP
+    traced_cpu_per_request_s: float = 0.0  # both tiers, at load (item 1)
 
     def __post_init__(self) -> None:
         cores = stack.cores()
@@ -294,6 +295,7 @@ class Run:
 
         c = plan.connections
         delay = plan.query_delay_ms
+        self.traced_cpu_per_request_s = med("traced", c, "cpu_s_per_1000") / 1000
         self.add(
             Figure(1, f"traced/untraced throughput, {c} connections",
                    statistics.median(p["throughput_ratio"] for p in pairs), "", ">=", 0.87),
@@ -408,31 +410,24 @@ class Run:
         )
 
     def tcp_info_cost(self) -> None:
-        """Issue 9's: what the kernel's testimony costs per request, on a loopback connection
-        (TCP_INFO read, parsed, turned into span attributes), median of the rounds."""
-        from tierkit.tcpinfo import TCP_INFO, Witness
-
-        if TCP_INFO is None:
+        """Issue 9's: what the kernel's testimony adds to a request, both ends, in full (bench/
+        tcpcost.py), and its share of a traced request's CPU measured above."""
+        cost = tcpcost.measure(self.plan.rounds)
+        if cost is None:
             self.notes.append("TCP_INFO cost: not measured (no TCP_INFO off Linux)")
             return
-        calls, per_round = 20_000, []
-        with socket.create_server(("127.0.0.1", 0)) as server:
-            client = socket.create_connection(server.getsockname())
-            peer, _ = server.accept()
-            with client, peer:
-                witness = Witness()
-                for _ in range(max(1, self.plan.rounds)):
-                    started = time.perf_counter_ns()
-                    for _ in range(calls):
-                        testimony = witness.testify(client, new_connection=False)
-                        if testimony is not None:
-                            testimony.attributes()
-                    per_round.append((time.perf_counter_ns() - started) / calls)
-        self.rounds["tcp_info_ns"] = per_round
+        self.rounds["tcp_info_ns"] = cost.blocks
         self.add(
-            Figure(1, "  TCP_INFO per request: read, parse, attributes (issue 9)",
-                   statistics.median(per_round), "ns"),
+            Figure(1, "  TCP_INFO per request, in full (both ends; issue 9)", cost.total_ns, "ns"),
+            Figure(1, "    read: getsockopt + parse, per end", cost.read_ns / 2, "ns"),
+            Figure(1, "    ten span attributes (SDK set_attributes), per end",
+                   cost.attributes_ns / 2, "ns"),
+            Figure(1, "    their OTLP encoding, per end", cost.encode_ns / 2, "ns"),
+            Figure(1, "    srtt and retransmission metrics (web tier)", cost.metrics_ns, "ns"),
         )  # fmt: skip
+        if self.traced_cpu_per_request_s:
+            share = cost.total_ns / (self.traced_cpu_per_request_s * 1e9)
+            self.add(Figure(1, "    its share of a traced request's CPU", 100 * share, "%"))
 
     # -- item 3
 

@@ -17,6 +17,8 @@ EXPECTED = (
     "traced/untraced throughput",
     "traced/untraced CPU per request",
     "metrics on/off throughput",
+    "TCP_INFO per request, in full",
+    "its share of a traced request",
     "serial p50 traced",
     "serial p99 traced",
     "serial traced p50 - QUERY_DELAY_MS",
