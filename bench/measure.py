@@ -12,7 +12,6 @@ then the median of the rounds is reported.
 import os
 import random
 import resource
-import socket
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
