@@ -7,6 +7,7 @@ OTEL_TRACES_SAMPLER[_ARG], OTEL_BSP_*, OTEL_EXPORTER_OTLP_HEADERS / _TIMEOUT / _
 OTEL_PROPAGATORS.
 """
 
+import collections
 import logging
 import threading
 import time
@@ -25,6 +26,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from prometheus_client import Counter
 
 from tierkit.env import SettingsError, env_bool, env_str
 from tierkit.metrics import SpanCounters
@@ -246,19 +248,38 @@ class LeanOTLPSpanExporter(OTLPSpanExporter):
 
 class CountingBatchSpanProcessor(BatchSpanProcessor):
     """The SDK's batch processor, counting the spans it drops because its queue is full (the
-    SDK only logs it). Reads the queue of the pinned SDK's BatchProcessor: a private detail,
-    checked by tests/tierkit/test_metrics.py."""
+    SDK only logs it). Swaps in its own queue for the pinned SDK's BatchProcessor's: a private
+    detail, checked by tests/tierkit/test_metrics.py."""
 
     def __init__(self, exporter: SpanExporter, counters: SpanCounters | None) -> None:
         super().__init__(exporter)
-        self._counters = counters
+        if counters is not None:
+            batcher = self._batch_processor
+            batcher._queue = _CountingQueue(batcher._max_queue_size, counters.dropped)
 
-    def on_end(self, span: ReadableSpan) -> None:
-        if self._counters is not None:
-            queue = self._batch_processor._queue
-            if len(queue) == queue.maxlen:  # the SDK drops the oldest to take this one
-                self._counters.dropped.inc()
-        super().on_end(span)
+
+class _CountingQueue(collections.deque[ReadableSpan]):
+    """A bounded queue as the SDK's (appendleft drops the oldest span when full), which counts
+    each span it drops. The check and the drop happen under one lock that the export thread's
+    pops take too: checked outside it (as the SDK does to log), a pop between check and
+    append would count a span that was not dropped."""
+
+    def __init__(self, limit: int, dropped: Counter) -> None:
+        super().__init__()
+        self._limit = limit
+        self._dropped = dropped
+        self._lock = threading.Lock()
+
+    def appendleft(self, span: ReadableSpan) -> None:
+        with self._lock:
+            if len(self) >= self._limit:
+                super().pop()
+                self._dropped.inc()
+            super().appendleft(span)
+
+    def pop(self) -> ReadableSpan:  # type: ignore[override]  # a deque pops no index
+        with self._lock:
+            return super().pop()
 
 
 # The SDK and the exporters log every retry, every failed batch and every dropped span.

@@ -3,6 +3,7 @@ count by class, and the span counters add up against the real SDK: every ended s
 exported or counted dropped (a full queue, or a failed export)."""
 
 import itertools
+import sys
 import threading
 from collections.abc import Sequence
 
@@ -93,6 +94,42 @@ def test_a_full_queue_counts_every_span_it_drops(monkeypatch: pytest.MonkeyPatch
     dropped = count(metrics, "netgap_spans_dropped_total")
     assert dropped > 0
     assert exporter.exported + dropped == 20
+
+
+class CountingExporter(SpanExporter):
+    def __init__(self) -> None:
+        self.exported = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.exported += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+def test_drops_are_counted_exactly_while_the_export_thread_drains_the_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full queue, drained by the export thread between any two bytecodes of the ending
+    thread (a tiny switch interval): a drop counted by checking the queue outside a lock the
+    export thread takes too would count spans that were exported."""
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "8")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2")
+    interval = sys.getswitchinterval()
+    metrics = TierMetrics()
+    exporter = CountingExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(CountingBatchSpanProcessor(exporter, metrics.spans))
+    tracer = provider.get_tracer("test")
+    sys.setswitchinterval(1e-6)
+    try:
+        for i in range(20_000):
+            tracer.start_span(f"s{i}").end()
+    finally:
+        sys.setswitchinterval(interval)
+    provider.force_flush()
+    provider.shutdown()
+    dropped = count(metrics, "netgap_spans_dropped_total")
+    assert dropped > 0
+    assert exporter.exported + dropped == 20_000
 
 
 class RefusingExporter(SpanExporter):
