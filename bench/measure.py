@@ -9,6 +9,7 @@ alternate their order round by round (A B, B A, ...), and each ratio is taken wi
 then the median of the rounds is reported.
 """
 
+import json
 import os
 import random
 import resource
@@ -33,6 +34,7 @@ from netgap.model import Span
 from netgap.trace_source import JaegerQuery
 
 REMOTE = f"{edge_name('webtier', 'apitier')} remote"
+TOGGLE = Path(__file__).parent / "toggle"  # its sitecustomize switches TCP_INFO in a tier
 MS = 1e6  # ns per ms
 
 
@@ -138,6 +140,7 @@ class Run:
         self.wrk_on_first = cores[0] if two else None
         self.procs: list[stack.Proc] = []
         self.meter = Meter(self.procs)
+        self.toggles = self.logs / "toggle"  # bench/toggle's windows, a file per tier process
 
     def add(self, *figures: Figure) -> None:
         self.figures.extend(figures)
@@ -156,12 +159,12 @@ class Run:
             "unmetered",
             {**tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url, "METRICS_ENABLED": "false"},
         )
-        # issue 9: the same for TCP_INFO on every exchange with the API
-        witnessed = self._tiers("witnessed", {**tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url})
-        unwitnessed = self._tiers(
-            "unwitnessed",
-            {**tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url, "TCP_INFO_ENABLED": "false"},
-        )
+        # issue 9: one traced stack switching TCP_INFO on and off inside each tier (bench/toggle)
+        self.toggles.mkdir(parents=True, exist_ok=True)
+        toggled = self._tiers("toggled", {
+            **tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url,
+            "PYTHONPATH": str(TOGGLE), "NETGAP_BENCH_TOGGLE_DIR": str(self.toggles),
+        })  # fmt: skip
         # the control: two identical traced stacks, measured as the pairs above are, show how
         # far apart this machine puts the same code (on/off ratios inside that are noise)
         twin_a = self._tiers("twin-a", {**tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url})
@@ -175,8 +178,7 @@ class Run:
         ).api  # fmt: skip
         first = [
             sink, lab_collector,
-            *self._procs(traced, untraced, metered, unmetered, witnessed, unwitnessed, twin_a,
-                         twin_b, lab),
+            *self._procs(traced, untraced, metered, unmetered, toggled, twin_a, twin_b, lab),
             bare
         ]  # fmt: skip
         self.procs.extend(first)
@@ -201,8 +203,7 @@ class Run:
                     (untraced.url, self.wrk_on_last),
                     (metered.url, self.wrk_on_last),
                     (unmetered.url, self.wrk_on_last),
-                    (witnessed.url, self.wrk_on_last),
-                    (unwitnessed.url, self.wrk_on_last),
+                    (toggled.url, self.wrk_on_last),
                     (twin_a.url, self.wrk_on_last),
                     (twin_b.url, self.wrk_on_last),
                     (lab.url, self.wrk_on_last),
@@ -212,7 +213,7 @@ class Run:
                     wrk(target, plan.connections, plan.warm_up_s, cpu)
                 self.tracing_cost(traced, untraced)
                 self.on_off_cost("metrics", metered, unmetered)
-                self.on_off_cost("tcp_info", witnessed, unwitnessed)
+                self.tcp_info_in_place(toggled)
                 self.on_off_cost("control", twin_a, twin_b)
                 self.proxy_cost(direct_url, proxied_url)
                 floor_windows = self.floor_traffic(lab)
@@ -350,6 +351,37 @@ class Run:
                    statistics.median(ratios), "", ">=" if target else None, target),
             Figure(1, f"  {title} CPU per request, both tiers",
                    statistics.median(cpu_ratios), ""),
+        )  # fmt: skip
+
+    def tcp_info_in_place(self, toggled: stack.Tiers) -> None:
+        """Issue 9's in place: CPU per request of each tier of one loaded stack, in the windows
+        TCP_INFO was on less those it was off (bench/toggle); as the noise beside it, the same
+        split between alternate windows of one state (an A/A)."""
+        seconds = 6 * self.plan.load_s
+        self.say(f"TCP_INFO in place: {seconds:g} s on a stack switching it every 0.5 s ...")
+        started = time.time()
+        run = self._load(toggled, self.plan.connections, seconds)
+        ended = time.time()
+        time.sleep(1.0)  # the last window is written
+        found: dict[str, dict[str, float]] = {}
+        for proc in (toggled.web, toggled.api):
+            windows = [
+                w for w in json.loads((self.toggles / f"{proc.pid}.json").read_text())
+                if started + 0.5 <= w["at"] <= ended and w["requests"]
+            ]  # fmt: skip
+            found[proc.name] = _switched_cost(windows)
+        self.rounds["tcp_info_in_place"] = {"run": run, "tiers": found}
+        self.say("  " + "; ".join(
+            f"{name}: {f['cost_us']:.1f} us/request (A/A {f['aa_us']:.1f})"
+            for name, f in found.items()
+        ))  # fmt: skip
+        total = sum(f["cost_us"] for f in found.values())
+        noise = sum(f["aa_us"] for f in found.values())
+        self.add(
+            Figure(1, "  TCP_INFO in place, per request, both tiers (issue 9)", total, "us"),
+            Figure(1, "    its share of the stack's CPU per request",
+                   100 * total / (run["cpu_s_per_1000"] * 1000), "%"),
+            Figure(1, "    the same split with no switch (A/A: the noise)", noise, "us"),
         )  # fmt: skip
 
     # -- item 4
@@ -631,7 +663,6 @@ class Run:
 # no target of its own; issue 9 asks that the traced/untraced targets hold with it)
 ON_OFF: dict[str, tuple[str, str, float | None]] = {
     "metrics": ("metrics on/off", "issue 8", 0.97),
-    "tcp_info": ("TCP_INFO on/off", "issue 9", None),
     "control": ("control: twin stacks a/b", "the noise floor", None),
 }
 
@@ -656,6 +687,26 @@ def _break_down_all(traces: list[list[Span]]) -> Aggregate:
             aggregate.add(breakdown)
     aggregate.summary()
     return aggregate
+
+
+def _switched_cost(windows: list[dict[str, Any]]) -> dict[str, float]:
+    """us of CPU per request with the feature on less off; and, as the noise beside it, the
+    larger of (alternate on-windows) and (alternate off-windows) told apart the same way."""
+
+    def per_request_us(group: list[dict[str, Any]]) -> float:
+        requests = sum(int(w["requests"]) for w in group)
+        return 1e6 * sum(float(w["cpu_s"]) for w in group) / max(requests, 1)
+
+    on = [w for w in windows if w["on"]]
+    off = [w for w in windows if not w["on"]]
+    aa = max(abs(per_request_us(group[::2]) - per_request_us(group[1::2])) for group in (on, off))
+    return {
+        "cost_us": per_request_us(on) - per_request_us(off),
+        "aa_us": aa,
+        "on_us": per_request_us(on),
+        "off_us": per_request_us(off),
+        "windows": len(windows),
+    }
 
 
 def _port(proc: stack.Proc) -> int:

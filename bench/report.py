@@ -152,7 +152,7 @@ def details(rounds: dict[str, Any]) -> str:
             f"  added p50 ms {series([p['added_p50_ms'] for p in pairs], '.3f')}"
             f" | throughput ratio {series([p['throughput_ratio'] for p in pairs], '.3f')}"
         )
-    for what in ("metrics", "tcp_info", "control"):
+    for what in ("metrics", "control"):
         switched = rounds.get(what)
         if not switched:
             continue
@@ -164,6 +164,15 @@ def details(rounds: dict[str, Any]) -> str:
             f"  ratios: throughput {series(switched['ratios'], '.3f')}"
             f" | CPU/request {series(switched['cpu_ratios'], '.3f')}"
         )
+    in_place = rounds.get("tcp_info_in_place")
+    if in_place:
+        out.append("TCP_INFO in place (one stack switching it every 0.5 s), CPU per request:")
+        for name, f in in_place["tiers"].items():
+            out.append(
+                f"  {name:16s} on {f['on_us']:.1f} us | off {f['off_us']:.1f} us | "
+                f"on - off {f['cost_us']:.1f} us | A/A {f['aa_us']:.1f} us "
+                f"| {f['windows']} windows"
+            )
     floor = rounds.get("floor")
     if floor:
         out.append("remote-calls floor (serial wrk on the traced lab stack, from its traces):")

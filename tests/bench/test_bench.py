@@ -19,6 +19,7 @@ EXPECTED = (
     "metrics on/off throughput",
     "TCP_INFO per request, in full",
     "its share of a traced request",
+    "TCP_INFO in place, per request",
     "serial p50 traced",
     "serial p99 traced",
     "serial traced p50 - QUERY_DELAY_MS",
