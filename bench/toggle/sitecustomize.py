@@ -1,7 +1,8 @@
 """Only for `python -m bench`'s `toggled` stack, whose tiers get this directory on PYTHONPATH
-(Python's site module imports sitecustomize at start-up): switches TCP_INFO off and on every
-NETGAP_BENCH_TOGGLE_S seconds inside the running tier, and keeps, per window, the process's CPU
-seconds and requests served, in NETGAP_BENCH_TOGGLE_DIR/<pid>.json (rewritten each window).
+(Python's site module imports sitecustomize at start-up): switches TCP_INFO off and on about
+every NETGAP_BENCH_TOGGLE_S seconds inside the running tier, and keeps, per window, the
+process's CPU seconds and requests served, in NETGAP_BENCH_TOGGLE_DIR/<pid>.json (rewritten
+each window).
 
 Why: two stacks, one with the feature and one without, differ by more than the feature (this
 machine put two identical stacks 5% apart). One process under one load, switching, does not:
@@ -10,6 +11,7 @@ its caches, its connections and the machine's speed are the same in both states.
 
 import json
 import os
+import random
 import sys
 import threading
 import time
@@ -36,7 +38,9 @@ def _install(out: Path, every_s: float) -> None:
         kept: list[dict[str, Any]] = []
         cpu, requests = time.process_time(), state["requests"]
         while True:
-            time.sleep(every_s)
+            # Jittered: a fixed period can lock in step with the span exports' own rhythm
+            # (every 512 spans, or 0.5 s), giving one state more export bursts than the other.
+            time.sleep(every_s * random.uniform(0.75, 1.25))  # noqa: S311 (not security)
             now_cpu, now_requests = time.process_time(), state["requests"]
             kept.append({"at": time.time(), "on": state["on"], "cpu_s": now_cpu - cpu,
                          "requests": now_requests - requests})  # fmt: skip
