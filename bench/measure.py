@@ -358,16 +358,16 @@ class Run:
         TCP_INFO was on less those it was off (bench/toggle); as the noise beside it, the same
         split between alternate windows of one state (an A/A)."""
         seconds = 10 * self.plan.load_s
-        self.say(f"TCP_INFO in place: {seconds:g} s on a stack switching it every ~2 s ...")
+        self.say(f"TCP_INFO in place: {seconds:g} s on a stack switching it every ~0.5 s ...")
         started = time.time()
         run = self._load(toggled, self.plan.connections, seconds)
         ended = time.time()
-        time.sleep(3.0)  # the last window is written
+        time.sleep(1.0)  # the last window is written
         found: dict[str, dict[str, float]] = {}
         for proc in (toggled.web, toggled.api):
             windows = [
                 w for w in json.loads((self.toggles / f"{proc.pid}.json").read_text())
-                if started + 2.5 <= w["at"] <= ended and w["requests"]
+                if started + 1.0 <= w["at"] <= ended and w["requests"]
             ]  # fmt: skip
             found[proc.name] = _switched_cost(windows)
         self.rounds["tcp_info_in_place"] = {"run": run, "tiers": found}

@@ -166,7 +166,7 @@ def details(rounds: dict[str, Any]) -> str:
         )
     in_place = rounds.get("tcp_info_in_place")
     if in_place:
-        out.append("TCP_INFO in place (one stack switching it every ~2 s), CPU per request:")
+        out.append("TCP_INFO in place (one stack switching it every ~0.5 s), CPU per request:")
         for name, f in in_place["tiers"].items():
             out.append(
                 f"  {name:16s} on {f['on_us']:.1f} us | off {f['off_us']:.1f} us | "

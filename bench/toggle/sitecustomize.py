@@ -1,6 +1,6 @@
 """Only for `python -m bench`'s `toggled` stack, whose tiers get this directory on PYTHONPATH
 (Python's site module imports sitecustomize at start-up): switches TCP_INFO off and on about
-every NETGAP_BENCH_TOGGLE_S seconds inside the running tier, and keeps, per window, the
+every NETGAP_BENCH_TOGGLE_S seconds (0.5) inside the running tier, and keeps, per window, the
 process's CPU seconds and requests served, in NETGAP_BENCH_TOGGLE_DIR/<pid>.json (rewritten
 each window).
 
