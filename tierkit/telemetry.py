@@ -133,11 +133,15 @@ class Telemetry:
             testify=testify,
         )
 
-    def traced(self, transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
-        """`transport`, with a CLIENT span around each request it makes."""
+    def traced(
+        self, transport: httpx.AsyncBaseTransport, *, peer_service: str | None = None
+    ) -> httpx.AsyncBaseTransport:
+        """`transport`, with a CLIENT span around each request it makes; `peer_service`, the
+        callee's service.name where the caller knows it, goes on each span as `peer.service`."""
         if self._provider is None:
             return transport
-        return TracedTransport(transport, self._provider.get_tracer("tierkit.tracing"))
+        tracer = self._provider.get_tracer("tierkit.tracing")
+        return TracedTransport(transport, tracer, peer_service=peer_service)
 
     def summary(self) -> dict[str, str]:
         """What a user checks first when no traces show up."""

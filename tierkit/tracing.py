@@ -213,9 +213,19 @@ class TracedTransport(httpx.AsyncBaseTransport):
     Phases say when), not after the bookkeeping that follows: that would count as remote
     calls in the breakdown, and it is not the network."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, tracer: trace.Tracer) -> None:
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        tracer: trace.Tracer,
+        *,
+        peer_service: str | None = None,
+    ) -> None:
         self._inner = inner
         self._tracer = tracer
+        # The callee's service.name (OTel's peer.service): a call that never reached it (a
+        # timeout, a refused connection) has no span of the callee's to name the edge by, and
+        # the address alone does not say which service it was.
+        self._peer = {"peer.service": peer_service} if peer_service else {}
         # The web tier calls one URL: its attributes are worked out once.
         self._static: dict[tuple[str, str], Mapping[str, Any]] = {}
 
@@ -259,6 +269,7 @@ class TracedTransport(httpx.AsyncBaseTransport):
                 "network.peer.address": url.host,
                 "network.peer.port": port,
                 "network.protocol.version": "1.1",
+                **self._peer,
             }
             if len(self._static) < 64:  # bounded: a caller with endless URLs only loses the cache
                 self._static[key] = found

@@ -58,7 +58,10 @@ class ApiClient:
             keepalive_expiry_s=settings.keepalive_expiry_s,
         )
         self._client = httpx.AsyncClient(
-            transport=telemetry.traced(PhaseRecordingTransport(pool, metrics, tcp_info=tcp_info)),
+            transport=telemetry.traced(
+                PhaseRecordingTransport(pool, metrics, tcp_info=tcp_info),
+                peer_service=settings.service,
+            ),
             timeout=httpx.Timeout(settings.timeout_s),
             # An in-cluster call: no proxies or .netrc from the environment.
             trust_env=False,

@@ -15,7 +15,8 @@ class ApiSettings:
     """How the web tier reaches the API tier."""
 
     url: str = "http://127.0.0.1:8801/"
-    # Its service.name: the edge label of the outbound metrics, as the breakdown names edges.
+    # Its service.name: the edge label of the outbound metrics, as the breakdown names edges,
+    # and the CLIENT spans' peer.service, which names the edge of a call that got no answer.
     service: str = "apitier"
     # The whole exchange (pool wait, connect, request, response body) must fit in this.
     timeout_s: float = 5.0

@@ -67,6 +67,12 @@ def test_unpaired_call_is_named_by_its_peer_attributes() -> None:
     result = break_down([web, out])
     assert result is not None
     assert result.unpaired == {"webtier->apitier.netgap.svc": 1}
+    # The caller's word for the callee's service.name (the web tier sets it) wins: the call
+    # then counts on the same edge as the calls that were answered.
+    out = replace(out, attributes={"server.address": "10.0.0.7", "peer.service": "apitier"})
+    result = break_down([web, out])
+    assert result is not None
+    assert result.unpaired == {"webtier->apitier": 1}
 
 
 def test_server_longer_than_client_is_a_warning_not_a_crash() -> None:

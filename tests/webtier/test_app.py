@@ -87,6 +87,7 @@ def test_one_request_is_one_trace_of_five_spans(stack: Stack) -> None:
     # Stable HTTP semantic conventions, not the old names.
     assert web_server.attributes["http.request.method"] == "GET"
     assert outbound.attributes["http.response.status_code"] == 200
+    assert outbound.attributes["peer.service"] == "apitier"  # API_SERVICE_NAME
     assert "http.method" not in outbound.attributes
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness import SERVER, OtlpReceiver, Tier, api_tier, free_port, running, web_tier
+from tests.harness import CLIENT, SERVER, OtlpReceiver, Tier, api_tier, free_port, running, web_tier
 from tests.servers import http_response, raw_http_server
 
 
@@ -42,6 +42,10 @@ def test_api_stopped_gives_502_then_recovers_without_restart(
         assert_short_error_page(response, 502)
         assert "unreachable" in response.text
         assert error_server_span(receiver, response) == {"status": 2, "events": ["exception"]}
+        # The call names its callee's service, so the breakdown counts it on webtier->apitier
+        # (an unpaired call) and not on an edge named by the address.
+        spans = receiver.wait_for_trace(trace_of(response), 2)
+        assert [s.attributes.get("peer.service") for s in spans if s.kind == CLIENT] == ["apitier"]
         # Expected failures log one line, with the reason, and no traceback.
         lines = [line for line in web.request_logs() if line["trace_id"] == trace_of(response)]
         assert len(lines) == 1
