@@ -148,9 +148,13 @@ class ServerSpanMiddleware:
         if scope["type"] != "http" or scope["path"] in self.excluded_paths:
             await self.app(scope, receive, send)
             return
-        # The span starts when the request reaches us, not after the bookkeeping below: what
-        # precedes it counts as remote calls in the breakdown, and that is not the network.
-        start_ns = time.time_ns()
+        # The span starts when the request reached us (its head read, tierkit.protocol), not
+        # after uvicorn's dispatch or the bookkeeping below: what precedes the span counts as
+        # remote calls in the breakdown, and that is not the network.
+        connection = scope.get("extensions", {}).get(CONNECTION)
+        if not isinstance(connection, Connection):  # served by another protocol: no socket
+            connection = None
+        start_ns = connection.head_ns if connection is not None else time.time_ns()
         parent = propagate.extract(scope["headers"], getter=_ASGI_HEADERS)
         attributes = server_attributes(scope)
         name = _span_name(attributes)
@@ -186,8 +190,8 @@ class ServerSpanMiddleware:
             found = {} if route is None else {"http.route": route}
             if route is not None:
                 span.update_name(f"{name} {route}")
-            if self.witness is not None and span.is_recording():
-                found.update(self._testimony(scope))
+            if connection is not None and span.is_recording():
+                found.update(self._testimony(connection))
             if found:  # one call: the SDK checks and locks per call as well as per attribute
                 span.set_attributes(found)
             # The span ends with the response, not after the bookkeeping here and in the inner
@@ -195,12 +199,11 @@ class ServerSpanMiddleware:
             span.end(end_time=sent_ns)
             otel_context.detach(token)
 
-    def _testimony(self, scope: Scope) -> dict[str, Any]:
-        """The connection's TCP_INFO once the response is written (tierkit.protocol puts the
-        socket in the scope), as span attributes. What the response's bytes need resent
-        after this moment is counted with the connection's next request."""
-        connection = scope.get("extensions", {}).get(CONNECTION)
-        if self.witness is None or not isinstance(connection, Connection):
+    def _testimony(self, connection: Connection) -> dict[str, Any]:
+        """The connection's TCP_INFO once the response is written, as span attributes. What
+        the response's bytes need resent after this moment is counted with the connection's
+        next request."""
+        if self.witness is None:
             return {}
         testimony = self.witness.testify(connection.sock, connection.requests == 1)
         return {} if testimony is None else testimony.attributes()
