@@ -3,7 +3,9 @@
     python -m bench [--quick] [--out .bench/results.json]
 
 1. traced vs untraced (OTEL_SDK_DISABLED=true) web -> API: throughput at 32 connections,
-   serial p50/p99, CPU seconds per 1000 requests of both tiers (/proc/PID/stat);
+   serial p50/p99, CPU seconds per 1000 requests of both tiers (/proc/PID/stat); metrics
+   on/off and a control pair of identical stacks; TCP_INFO's cost alone (bench/tcpcost.py)
+   and in place (one stack switching it on and off inside each tier, bench/toggle/);
 2. the serial traced p50 above the simulated query (QUERY_DELAY_MS);
 3. the remote-calls floor webtier->apitier on loopback (from the traces, via the collector);
 4. the fault proxy with no faults vs direct: added p50, throughput ratio (HTTP, wrk), and the
@@ -32,9 +34,18 @@ from bench.measure import FULL, QUICK, Run
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds each")
-    parser.add_argument("--out", type=Path, default=Path(".bench/results.json"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(".bench/results.json"),
+        help="every figure and round, as JSON",
+    )
     parser.add_argument(
         "--keep-logs", action="store_true", help="keep the processes' logs and stores"
     )

@@ -32,13 +32,13 @@ class ConnectionScopedProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._requests = 0
+        self._sock = transport.get_extra_info("socket")  # once: the same for every request
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._requests += 1
 
     def on_headers_complete(self) -> None:
-        sock = self.transport.get_extra_info("socket")
-        connection = Connection(sock, self._requests, time.time_ns())
+        connection = Connection(self._sock, self._requests, time.time_ns())
         self.scope["extensions"] = {CONNECTION: connection}  # type: ignore[dict-item]
         super().on_headers_complete()  # dispatches the request with this scope

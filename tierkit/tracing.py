@@ -186,9 +186,10 @@ class ServerSpanMiddleware:
             _record_failure(span, exc)
             raise
         finally:
+            found: dict[str, Any] = {}
             route = getattr(scope.get("route"), "path", None)
-            found = {} if route is None else {"http.route": route}
             if route is not None:
+                found["http.route"] = route
                 span.update_name(f"{name} {route}")
             if connection is not None and span.is_recording():
                 found.update(self._testimony(connection))
