@@ -35,9 +35,6 @@ def create_app(settings: Settings) -> FastAPI:
         metrics,
         server_timing=_server_timing,
         flush_timeout_s=settings.server.shutdown_grace_s,
-        # The callee's end of the edge from the web tier: the responses' retransmissions are
-        # counted here, where they are sent (netgap.breakdown reads both ends).
-        testify=settings.server.tcp_info,
     )
 
 

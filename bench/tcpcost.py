@@ -24,10 +24,10 @@ from opentelemetry.util.types import AnyValue
 from prometheus_client import CollectorRegistry
 
 from tierkit.metrics import OutboundMetrics
-from tierkit.otlp_encode import Encoder
+from tierkit.lean.encoder import Encoder
 from tierkit.tcpinfo import TCP_INFO, Testimony, Witness
 
-# What the tiers' spans carry besides the testimony (tierkit.tracing, webtier.transport).
+# What the tiers' spans carry besides the testimony (contrib's HTTP spans, tierkit.exchange).
 _CLIENT: dict[str, AnyValue] = {
     "http.request.method": "GET", "url.full": "http://127.0.0.1:8801/",
     "server.address": "127.0.0.1", "server.port": 8801, "network.peer.address": "127.0.0.1",
@@ -119,7 +119,8 @@ def _rounds(
     provider = TracerProvider()
     provider.add_span_processor(kept)
     tracer = provider.get_tracer("bench")
-    metrics = OutboundMetrics(CollectorRegistry(auto_describe=True), "webtier->apitier")
+    registry = CollectorRegistry(auto_describe=True)
+    metrics = OutboundMetrics(registry, "webtier->apitier", address="127.0.0.1", port=8801)
     web, api, encoder = Witness(), Witness(), Encoder()
 
     def spans(with_tcp: bool) -> float:

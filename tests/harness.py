@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,6 +50,7 @@ class Span:
     events: list[str] = field(default_factory=list)
     event_ns: dict[str, int] = field(default_factory=dict)
     status_code: int = 0  # 0 unset, 1 ok, 2 error
+    scope: str = ""  # the instrumentation scope's name
 
     @property
     def duration_ms(self) -> float:
@@ -100,6 +101,7 @@ class OtlpReceiver:
         for resource_spans in request.resource_spans:
             resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
             for scope_spans in resource_spans.scope_spans:
+                scope = scope_spans.scope.name
                 for s in scope_spans.spans:
                     spans.append(
                         Span(
@@ -115,6 +117,7 @@ class OtlpReceiver:
                             events=[e.name for e in s.events],
                             event_ns={e.name: e.time_unix_nano for e in s.events},
                             status_code=s.status.code,
+                            scope=scope,
                         )
                     )
         with self._lock:
@@ -194,8 +197,16 @@ def tier_env(receiver: OtlpReceiver | None, **overrides: str) -> dict[str, str]:
 class Tier:
     """A tier as a user runs it: `python -m <module>`, logs to files, stopped with SIGTERM."""
 
-    def __init__(self, module: str, env: Mapping[str, str], logdir: Path) -> None:
+    def __init__(
+        self,
+        module: str,
+        env: Mapping[str, str],
+        logdir: Path,
+        launcher: Sequence[str] = (),
+    ) -> None:
         self.module = module
+        # what runs `python -m <module>`, e.g. opentelemetry-instrument (zero-code)
+        self.launcher = tuple(launcher)
         self.port = int(env["PORT"])
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = dict(env)
@@ -206,7 +217,11 @@ class Tier:
     def start(self, timeout_s: float = 20.0) -> "Tier":
         with self.stdout.open("ab") as out, self.stderr.open("ab") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module], env=self.env, stdout=out, stderr=err, cwd=ROOT
+                [*self.launcher, sys.executable, "-m", self.module],
+                env=self.env,
+                stdout=out,
+                stderr=err,
+                cwd=ROOT,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -255,11 +270,48 @@ def running(tier: Tier) -> Iterator[Tier]:
         assert code == 0, f"{tier.module} exited {code}:\n{tier.logs()}"
 
 
-def api_tier(logdir: Path, receiver: OtlpReceiver | None, **env: str) -> Tier:
+def api_tier(
+    logdir: Path, receiver: OtlpReceiver | None, launcher: Sequence[str] = (), **env: str
+) -> Tier:
     env.setdefault("PORT", str(free_port()))
-    return Tier("apitier", tier_env(receiver, **env), logdir)
+    return Tier("apitier", tier_env(receiver, **env), logdir, launcher)
 
 
-def web_tier(logdir: Path, receiver: OtlpReceiver | None, api_url: str, **env: str) -> Tier:
+def web_tier(
+    logdir: Path,
+    receiver: OtlpReceiver | None,
+    api_url: str,
+    launcher: Sequence[str] = (),
+    **env: str,
+) -> Tier:
     env.setdefault("PORT", str(free_port()))
-    return Tier("webtier", tier_env(receiver, API_URL=api_url, **env), logdir)
+    return Tier("webtier", tier_env(receiver, API_URL=api_url, **env), logdir, launcher)
+
+
+def one_trace(
+    tmp_path: Path,
+    receiver: OtlpReceiver,
+    launcher: Sequence[str] = (),
+    **env: str,
+) -> tuple[list[Span], httpx.Response]:
+    # as the OpenTelemetry Operator sets it: under zero-code instrumentation the provider, and
+    # so service.name, is made before a tier's own default applies
+    named = (
+        {"apitier": {}, "webtier": {}}
+        if not launcher
+        else {
+            "apitier": {"OTEL_SERVICE_NAME": "apitier"},
+            "webtier": {"OTEL_SERVICE_NAME": "webtier"},
+        }
+    )
+    with (
+        running(api_tier(tmp_path, receiver, launcher, **env, **named["apitier"])) as api,
+        running(
+            web_tier(tmp_path, receiver, f"{api.url}/", launcher, **env, **named["webtier"])
+        ) as web,
+    ):
+        response = httpx.get(f"{web.url}/", timeout=10)
+        trace_id = response.headers["traceresponse"].split("-")[1]
+        receiver.wait_for_trace(trace_id, 5)
+    # both tiers flushed on SIGTERM: everything of the trace is in
+    return receiver.trace(trace_id), response

@@ -25,12 +25,10 @@ def new_app(
     *,
     server_timing: ServerTiming,
     flush_timeout_s: float,
-    testify: bool,
 ) -> FastAPI:
     """An app whose lifespan reports the telemetry set-up at start and flushes spans at exit,
     around the tier's own `lifespan` (which opens and closes the tier's shared resources), and
-    which serves `metrics` (if any) at GET /metrics. With `testify`, its SERVER spans carry
-    their connection's TCP_INFO (tierkit.tcpinfo)."""
+    which serves `metrics` (if any) at GET /metrics."""
 
     @asynccontextmanager
     async def lifespan_with_telemetry(app: FastAPI) -> AsyncIterator[StateT]:
@@ -47,7 +45,7 @@ def new_app(
         redoc_url=None,
         openapi_url=None,
         # FastAPI's native OpenTelemetry would add a SERVER span and operation spans of its
-        # own; the contrib instrumentation is the one every backend and breakdown expects.
+        # own; contrib's instrumentation (or lean mode's) makes the one SERVER span.
         telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     app.include_router(router)
@@ -58,11 +56,11 @@ def new_app(
         server_timing=server_timing,
         observe=metrics.observe_request if metrics is not None else _unobserved,
     )
-    telemetry.instrument_app(app, testify=testify)
+    telemetry.instrument_app(app)
     return app
 
 
-def _unobserved(method: str, route: str, status: int, seconds: float) -> None:
+def _unobserved(method: str, route: str, status: int, seconds: float, scheme: str) -> None:
     pass
 
 

@@ -10,17 +10,30 @@ from tierkit.env import SettingsError
 from tierkit.logs import configure_logging
 from tierkit.serve import serve
 from tierkit.settings import ServerSettings
+from tierkit.telemetry import TelemetrySettings
+from tierkit.testimony import TestifyingApp
 
 
 class TierSettings(Protocol):
     @property
     def server(self) -> ServerSettings: ...
 
+    @property
+    def telemetry(self) -> TelemetrySettings: ...
+
 
 S = TypeVar("S", bound=TierSettings)
 
 
-def run_tier(name: str, read_settings: Callable[[], S], create_app: Callable[[S], FastAPI]) -> None:
+def run_tier(
+    name: str,
+    read_settings: Callable[[], S],
+    create_app: Callable[[S], FastAPI],
+    *,
+    testify: bool = False,
+) -> None:
+    """Serve the tier `create_app` makes from `read_settings()`; with `testify` (the callee of
+    an edge), its SERVER spans carry their connection's TCP_INFO (tierkit.testimony)."""
     try:
         settings = read_settings()
         configure_logging(name, settings.server.log_level)
@@ -29,4 +42,9 @@ def run_tier(name: str, read_settings: Callable[[], S], create_app: Callable[[S]
     except SettingsError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         sys.exit(2)
-    serve(app, settings.server)
+    traced = not settings.telemetry.disabled
+    serve(
+        TestifyingApp(app) if testify and traced and settings.server.tcp_info else app,
+        settings.server,
+        head_stamped=settings.telemetry.lean,
+    )

@@ -5,10 +5,13 @@ prometheus_client rather than the OpenTelemetry metrics SDK: an observation is a
 increments (~1 us against the SDK's several), the exposition needs no exporter thread, and each
 app gets a registry of its own, so two apps in one process (the tests) never share a counter.
 
-Names follow the OpenTelemetry HTTP conventions as Prometheus spells them
+Names follow the OpenTelemetry HTTP semantic conventions as translated to Prometheus
 (`http.server.request.duration` -> `http_server_request_duration_seconds`), attribute names
-likewise (`http.route` -> `http_route`); requests are counted by status class, so a scan of
-random paths or statuses cannot grow the label sets without bound.
+likewise (`http.response.status_code` -> `http_response_status_code`). The label sets stay
+bounded whatever clients send: unmatched paths share one route label, unknown methods are
+`_OTHER`, status codes outside 100-599 are `other`; `error_type` is the status code for a 5xx
+answer (the conventions' `error.type`), the exception's class for a call that got no answer,
+and empty otherwise.
 """
 
 from collections.abc import Callable
@@ -39,8 +42,16 @@ KNOWN_METHODS = frozenset(
 )
 
 
-def status_class(status: int) -> str:
-    return f"{status // 100}xx" if 100 <= status < 600 else "other"
+def status_label(status: int | None) -> str:
+    if status is None:
+        return ""
+    return str(status) if 100 <= status < 600 else "other"
+
+
+def error_label(status: int | None, error: str = "") -> str:
+    if error:
+        return error
+    return str(status) if status is not None and status >= 500 else ""
 
 
 class TierMetrics:
@@ -51,15 +62,29 @@ class TierMetrics:
         self._server = Histogram(
             "http_server_request_duration_seconds",
             "Duration of HTTP server requests (OTel http.server.request.duration)",
-            ["http_request_method", "http_route", "http_response_status_class"],
+            [
+                "http_request_method",
+                "http_route",
+                "http_response_status_code",
+                "url_scheme",
+                "error_type",
+            ],
             buckets=BUCKETS,
             registry=self.registry,
         )
         self.spans = SpanCounters(self.registry)
-        self._children: dict[tuple[str, str, str], Any] = {}
+        self._children: dict[tuple[str, str, str, str, str], Any] = {}
 
-    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method if method in KNOWN_METHODS else "_OTHER", route, status_class(status))
+    def observe_request(
+        self, method: str, route: str, status: int, seconds: float, scheme: str = "http"
+    ) -> None:
+        key = (
+            method if method in KNOWN_METHODS else "_OTHER",
+            route,
+            status_label(status),
+            scheme if scheme in ("http", "https") else "other",
+            error_label(status),
+        )
         child = self._children.get(key)
         if child is None:  # labels() takes a lock and checks its arguments: once per key
             child = self._children[key] = self._server.labels(*key)
@@ -91,13 +116,21 @@ class SpanCounters:
 class OutboundMetrics:
     """The web tier's calls to one dependency (`edge`, as the breakdown names it)."""
 
-    def __init__(self, registry: CollectorRegistry, edge: str) -> None:
+    def __init__(self, registry: CollectorRegistry, edge: str, *, address: str, port: int) -> None:
         self.edge = edge
-        self._by_outcome: dict[str, Any] = {}
+        self._target = (address, str(port))
+        self._by_outcome: dict[tuple[str, str, str], Any] = {}
         self._duration = Histogram(
             "http_client_request_duration_seconds",
             "Duration of HTTP client requests to the API tier (OTel http.client.request.duration)",
-            ["edge", "http_response_status_class"],
+            [
+                "edge",
+                "http_request_method",
+                "server_address",
+                "server_port",
+                "http_response_status_code",
+                "error_type",
+            ],
             buckets=BUCKETS,
             registry=registry,
         )
@@ -145,12 +178,22 @@ class OutboundMetrics:
         self._open.labels(self.edge, "active").set_function(active)
         self._open.labels(self.edge, "idle").set_function(idle)
 
-    def observe_call(self, status: int | None, seconds: float, new_connection: bool) -> None:
-        """One call; `status` None when it failed without an answer."""
-        outcome = "error" if status is None else status_class(status)
-        child = self._by_outcome.get(outcome)
+    def observe_call(
+        self,
+        method: str,
+        status: int | None,
+        seconds: float,
+        new_connection: bool,
+        error: str = "",
+    ) -> None:
+        """One call; `status` None when it failed without an answer (`error`: why)."""
+        key = (method, status_label(status), error_label(status, error))
+        child = self._by_outcome.get(key)
         if child is None:
-            child = self._by_outcome[outcome] = self._duration.labels(self.edge, outcome)
+            method_label = method if method in KNOWN_METHODS else "_OTHER"
+            child = self._by_outcome[key] = self._duration.labels(
+                self.edge, method_label, *self._target, key[1], key[2]
+            )
         child.observe(seconds)
         if new_connection:
             self._created.inc()

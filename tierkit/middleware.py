@@ -1,8 +1,9 @@
-"""Per-request telemetry that does not need a trace UI: one JSON log line, `Server-Timing` and
-`traceresponse` headers, and the request's duration for the metrics.
+"""Per-request telemetry beside the SERVER span: one JSON log line, the `Server-Timing`
+header and the request's duration for the metrics.
 
-A plain ASGI middleware: it sits inside the OpenTelemetry middleware, so the current span is the
-request's SERVER span.
+A plain ASGI middleware inside the SERVER span's (contrib's OpenTelemetryMiddleware, or lean
+mode's), so the current span is the request's SERVER span. `traceresponse` is written by the
+global response propagator (contrib's TraceResponsePropagator), as the instrumentation does it.
 """
 
 import asyncio
@@ -22,14 +23,20 @@ from tierkit.metrics import UNMATCHED_ROUTE
 # far in ms, the Server-Timing value to send, or None.
 ServerTiming = Callable[[MutableMapping[str, Any], float], str | None]
 # Given the method, the matched route (or ""), the status and the duration in seconds.
-ObserveRequest = Callable[[str, str, int, float], None]
+# Given the method, the matched route (or ""), the status, the duration in seconds and the URL
+# scheme.
+ObserveRequest = Callable[[str, str, int, float, str], None]
 
 log = logging.getLogger("tierkit.request")
 
 
 class RequestTelemetryMiddleware:
     def __init__(
-        self, app: ASGIApp, *, server_timing: ServerTiming, observe: ObserveRequest
+        self,
+        app: ASGIApp,
+        *,
+        server_timing: ServerTiming,
+        observe: ObserveRequest,
     ) -> None:
         self.app = app
         self.server_timing = server_timing
@@ -54,8 +61,6 @@ class RequestTelemetryMiddleware:
                 timing = self.server_timing(state, (time.time_ns() - start) / 1e6)
                 if timing:
                     headers.append("server-timing", timing)
-                if span.is_valid:
-                    headers.append("traceresponse", traceparent(span))
             await send(message)
 
         try:
@@ -63,7 +68,7 @@ class RequestTelemetryMiddleware:
         finally:
             duration_ns = time.time_ns() - start
             route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
-            self.observe(scope["method"], route, status, duration_ns / 1e9)
+            self.observe(scope["method"], route, status, duration_ns / 1e9, scope["scheme"])
             fields = {
                 "method": scope["method"],
                 "path": scope["path"],
@@ -79,10 +84,3 @@ class RequestTelemetryMiddleware:
             asyncio.get_running_loop().call_soon(
                 functools.partial(log.info, "request", extra=fields)
             )
-
-
-def traceparent(span: trace.SpanContext) -> str:
-    """W3C `traceparent` form, also used by the `traceresponse` header (Trace Context level 2)."""
-    trace_id = trace.format_trace_id(span.trace_id)
-    span_id = trace.format_span_id(span.span_id)
-    return f"00-{trace_id}-{span_id}-{span.trace_flags:02x}"

@@ -1,17 +1,18 @@
 """uvicorn's HTTP protocol (httptools, what its `auto` picks here), telling each request which
-connection it came in on and when its head was read: ASGI's scope has neither, and TCP_INFO
-needs the socket.
+connection it came in on: ASGI's scope has no socket, and TCP_INFO needs it.
 
-`scope["extensions"]["tierkit.connection"]` is a Connection: the socket, how many requests
-that connection has carried, this one included (1: it is new), and when the request's head was
-complete. Passed to uvicorn as `http=`; the protocol holds its transport, so the socket is one
-call away (checked in uvicorn 0.54).
+`scope["extensions"]["tierkit.connection"]` is a Connection: the socket, and how many requests
+that connection has carried, this one included (1: it is new). Passed to uvicorn through its
+documented `http=` option (a protocol class); the protocol holds its transport, so the socket is
+one call away. It subclasses uvicorn's HttpToolsProtocol and sets the scope before calling its
+`on_headers_complete`, which dispatches the request with that scope: pinned with uvicorn
+0.54 in pyproject.toml and tested by tests/tierkit/test_protocol.py.
 """
 
 import asyncio
 import socket
-import time
 from dataclasses import dataclass
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -22,10 +23,6 @@ CONNECTION = "tierkit.connection"
 class Connection:
     sock: socket.socket | None
     requests: int
-    # time.time_ns() once the request's head was parsed, before uvicorn dispatched it: what
-    # follows (a task to schedule, a queue behind pipelined requests, the app's call chain) is
-    # this server's own time, which a span started later would count as the network's.
-    head_ns: int
 
 
 class ConnectionScopedProtocol(HttpToolsProtocol):
@@ -37,8 +34,9 @@ class ConnectionScopedProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._requests += 1
+        connection = Connection(self._sock, self._requests)
+        self._scope_extensions: dict[str, Any] = {CONNECTION: connection}
 
     def on_headers_complete(self) -> None:
-        connection = Connection(self._sock, self._requests, time.time_ns())
-        self.scope["extensions"] = {CONNECTION: connection}  # type: ignore[dict-item]
+        self.scope["extensions"] = self._scope_extensions
         super().on_headers_complete()  # dispatches the request with this scope

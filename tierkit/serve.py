@@ -11,9 +11,15 @@ from tierkit.protocol import ConnectionScopedProtocol
 from tierkit.settings import ServerSettings
 
 
-def serve(app: ASGIApp, settings: ServerSettings) -> None:
+def serve(app: ASGIApp, settings: ServerSettings, *, head_stamped: bool = False) -> None:
     """Serve until SIGTERM or SIGINT: stop accepting, finish in-flight requests within the
-    grace period, run the app's lifespan shutdown (span flush), then return."""
+    grace period, run the app's lifespan shutdown (span flush), then return. `head_stamped`
+    (lean mode): each request says when its head was read (tierkit.lean.headstamp)."""
+    protocol = ConnectionScopedProtocol
+    if head_stamped:
+        from tierkit.lean.headstamp import HeadStampedProtocol
+
+        protocol = HeadStampedProtocol
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -21,7 +27,7 @@ def serve(app: ASGIApp, settings: ServerSettings) -> None:
         access_log=False,  # the request middleware logs one JSON line per request
         log_config=None,  # keep our JSON logging
         server_header=False,
-        http=ConnectionScopedProtocol,  # the socket in each request's scope, for TCP_INFO
+        http=protocol,  # the socket in each request's scope, for TCP_INFO
         # uvicorn hands this to asyncio.wait_for, which takes seconds as a float.
         timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
     )

@@ -1,56 +1,81 @@
 """OpenTelemetry for both tiers, configured by the standard OTEL_* environment variables.
 
+Two modes (`TRACING_MODE`):
+- `standard`, the default: the SERVER spans come from opentelemetry-instrumentation-fastapi,
+  the CLIENT span from opentelemetry-instrumentation-httpx, exported by the SDK's own OTLP
+  exporters. Every OTEL_* variable those packages document works as they document it.
+- `lean`: the hand-written spans and OTLP encoder of `tierkit.lean` (its docstring says what
+  each piece saves and gives up).
+
 What we read ourselves (to decide and to report): OTEL_SDK_DISABLED, OTEL_TRACES_EXPORTER,
-OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL and OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT. The SDK reads
-the rest itself, as it documents: OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
+OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL and OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT. The SDK and the
+instrumentations read the rest: OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
 OTEL_TRACES_SAMPLER[_ARG], OTEL_BSP_*, OTEL_EXPORTER_OTLP_HEADERS / _TIMEOUT / _COMPRESSION,
-OTEL_PROPAGATORS.
+OTEL_PROPAGATORS, OTEL_PYTHON_[FASTAPI_|HTTPX_]EXCLUDED_URLS,
+OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*, OTEL_SEMCONV_STABILITY_OPT_IN.
+
+Run under `opentelemetry-instrument` (zero-code instrumentation, as the OpenTelemetry Operator
+injects it), a tier reuses the tracer provider that is already set and instruments nothing
+twice: the app is already instrumented (the instrumentor replaced `fastapi.FastAPI`), and the
+web tier's client transport is not one the global httpx instrumentation patches, so it is
+instrumented here, once.
 """
 
-import collections
 import logging
+import os
 import threading
-import time
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    ConsoleSpanExporter,
-    SpanExporter,
-    SpanExportResult,
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.propagators import (
+    TraceResponsePropagator,
+    get_global_response_propagator,
+    set_global_response_propagator,
 )
-from prometheus_client import Counter
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
-from tierkit.env import SettingsError, env_bool, env_str
+from tierkit.env import SettingsError, env_bool, env_choice, env_str
+from tierkit.export import CountingBatchSpanProcessor, OutageAwareExporter
 from tierkit.metrics import SpanCounters
-from tierkit.otlp_encode import Encoder
-from tierkit.tracing import ServerSpanMiddleware, TracedTransport
 
 log = logging.getLogger("tierkit.telemetry")
-# Under the SDK exporter's logger name, so the outage filter below treats it the same.
-_EXPORTER_LOG = logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_exporter")
 
+MODES = ("standard", "lean")
 EXPORTERS = ("otlp", "console", "none")
 PROTOCOLS = ("http/protobuf", "grpc")
 _DEFAULT_ENDPOINTS = {"http/protobuf": "http://localhost:4318", "grpc": "http://localhost:4317"}
-# Routes that must stay cheap and out of traces (probes, scrapes).
+# Routes that must stay cheap and out of traces (probes, scrapes): given to the instrumentation
+# as excluded URLs, beside whatever OTEL_PYTHON_[FASTAPI_]EXCLUDED_URLS adds.
 UNTRACED_PATHS = ("/healthz", "/metrics")
+# The stable HTTP semantic conventions, unless the user's own OTEL_SEMCONV_STABILITY_OPT_IN says
+# otherwise: the instrumentations read only this variable, once, when first used.
+SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
+
+# Given a recording CLIENT span and its response's extensions, adds to the span before it ends.
+ResponseHook = Callable[[trace.Span, Mapping[str, Any]], None]
 
 
 @dataclass(frozen=True)
 class TelemetrySettings:
     default_service: str
     disabled: bool = False
+    mode: str = "standard"
     exporters: tuple[str, ...] = ("otlp",)
     protocol: str = "http/protobuf"
     endpoint: str = "http://localhost:4318/v1/traces"
+    # OTEL_PYTHON_FASTAPI_EXCLUDED_URLS, else OTEL_PYTHON_EXCLUDED_URLS, as contrib reads them
+    excluded_urls: str = ""
+    semconv_opt_in: str = "http"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], default_service: str) -> "TelemetrySettings":
@@ -75,10 +100,21 @@ class TelemetrySettings:
         return cls(
             default_service=default_service,
             disabled=env_bool(environ, "OTEL_SDK_DISABLED", False),
+            mode=env_choice(environ, "TRACING_MODE", "standard", MODES),
             exporters=tuple(name for name in exporters if name != "none"),
             protocol=protocol,
             endpoint=_traces_endpoint(environ, protocol),
+            excluded_urls=env_str(
+                environ,
+                "OTEL_PYTHON_FASTAPI_EXCLUDED_URLS",
+                env_str(environ, "OTEL_PYTHON_EXCLUDED_URLS", ""),
+            ),
+            semconv_opt_in=env_str(environ, SEMCONV_OPT_IN, "http"),
         )
+
+    @property
+    def lean(self) -> bool:
+        return self.mode == "lean"
 
 
 def _traces_endpoint(environ: Mapping[str, str], protocol: str) -> str:
@@ -92,6 +128,13 @@ def _traces_endpoint(environ: Mapping[str, str], protocol: str) -> str:
     return base.rstrip("/") + "/v1/traces"
 
 
+def excluded_urls(settings: TelemetrySettings) -> str:
+    """Contrib's comma-separated regexes (searched in the full URL): ours, anchored at the
+    path's end (or its query), then the user's."""
+    ours = [f"{path}(\\?|$)" for path in UNTRACED_PATHS]
+    return ",".join([*ours, *filter(None, settings.excluded_urls.split(","))])
+
+
 class Telemetry:
     """The tracer provider of one process, and the instrumentation that uses it."""
 
@@ -100,10 +143,14 @@ class Telemetry:
         settings: TelemetrySettings,
         provider: TracerProvider | None,
         exporters: Sequence[SpanExporter] = (),
+        *,
+        owned: bool = True,
     ) -> None:
         self.settings = settings
         self._provider = provider
         self._exporters = exporters
+        # A provider someone else set up (zero-code instrumentation) is theirs to shut down.
+        self._owned = owned
 
     @property
     def enabled(self) -> bool:
@@ -121,27 +168,73 @@ class Telemetry:
             return trace.NoOpTracer()
         return self._provider.get_tracer(name)
 
-    def instrument_app(self, app: FastAPI, *, testify: bool) -> None:
-        """A SERVER span per request, outside the app's other middleware (add it last); with
-        `testify`, carrying the TCP_INFO of the connection the request came in on."""
+    def instrument_app(self, app: FastAPI) -> None:
+        """A SERVER span per request, outermost (call it once the app's own middleware is
+        added). Standard: contrib's FastAPI instrumentation, unless zero-code instrumentation
+        already did it when the app was made."""
         if self._provider is None:
             return
-        app.add_middleware(
-            ServerSpanMiddleware,
-            tracer=self._provider.get_tracer("tierkit.tracing"),
-            excluded_paths=UNTRACED_PATHS,
-            testify=testify,
+        if self.settings.lean:
+            from tierkit.lean.spans import ServerSpanMiddleware
+
+            app.add_middleware(
+                ServerSpanMiddleware,
+                tracer=self._provider.get_tracer("tierkit.lean"),
+                excluded_paths=UNTRACED_PATHS,
+            )
+            return
+        if FastAPIInstrumentor().is_instrumented_by_opentelemetry:
+            return  # opentelemetry-instrument's FastAPI class instrumented it on creation
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=self._provider,
+            excluded_urls=excluded_urls(self.settings),
+            # One span per request: the ASGI receive/send spans would triple the span count
+            # and most of contrib's cost, and say nothing about the network.
+            exclude_spans=["receive", "send"],
         )
 
-    def traced(
-        self, transport: httpx.AsyncBaseTransport, *, peer_service: str | None = None
-    ) -> httpx.AsyncBaseTransport:
-        """`transport`, with a CLIENT span around each request it makes; `peer_service`, the
-        callee's service.name where the caller knows it, goes on each span as `peer.service`."""
+    def http_client(
+        self,
+        transport: httpx.AsyncBaseTransport,
+        *,
+        peer_service: str | None,
+        response_hook: ResponseHook,
+        **client_options: Any,
+    ) -> httpx.AsyncClient:
+        """An httpx client on `transport` with a CLIENT span per request (contrib's httpx
+        instrumentation, or lean mode's); `response_hook` adds to each span before it ends,
+        and `peer_service`, the callee's service.name where the caller knows it, goes on each
+        span as `peer.service` (a call that never reached the callee has no span of the
+        callee's to name the edge by)."""
         if self._provider is None:
-            return transport
-        tracer = self._provider.get_tracer("tierkit.tracing")
-        return TracedTransport(transport, tracer, peer_service=peer_service)
+            return httpx.AsyncClient(transport=transport, **client_options)
+        peer = {"peer.service": peer_service} if peer_service else {}
+        if self.settings.lean:
+            from tierkit.lean.spans import TracedTransport
+
+            traced = TracedTransport(
+                transport, self._provider.get_tracer("tierkit.lean"), peer, response_hook
+            )
+            return httpx.AsyncClient(transport=traced, **client_options)
+        client = httpx.AsyncClient(transport=transport, **client_options)
+
+        # Async: contrib calls only coroutine hooks for an AsyncClient.
+        async def request_hook(span: trace.Span, request: Any) -> None:
+            if peer and span.is_recording():
+                span.set_attributes(peer)
+
+        async def contrib_response_hook(span: trace.Span, request: Any, response: Any) -> None:
+            if span.is_recording():
+                response_hook(span, response.extensions)
+
+        HTTPXClientInstrumentor.instrument_client(
+            client,
+            tracer_provider=self._provider,
+            request_hook=request_hook,
+            response_hook=contrib_response_hook,
+        )
+        return client
 
     def summary(self) -> dict[str, str]:
         """What a user checks first when no traces show up."""
@@ -149,8 +242,16 @@ class Telemetry:
             return {"tracing": "disabled (OTEL_SDK_DISABLED=true)"}
         resource = self._provider.resource.attributes
         exporters = self.settings.exporters
+        if not self._owned:
+            return {
+                "service": str(resource.get(SERVICE_NAME)),
+                "mode": self.settings.mode,
+                "provider": "already set (zero-code instrumentation): its own exporters",
+                "sampler": self._provider.sampler.get_description(),
+            }
         return {
             "service": str(resource.get(SERVICE_NAME)),
+            "mode": self.settings.mode,
             "exporter": ",".join(exporters) or "none",
             "protocol": self.settings.protocol if "otlp" in exporters else "-",
             "endpoint": self.settings.endpoint if "otlp" in exporters else "-",
@@ -165,12 +266,18 @@ class Telemetry:
             # Retrying against a backend that is down would only delay the exit.
             if isinstance(exporter, OutageAwareExporter) and exporter.failing:
                 exporter.shutdown()
+        stop = self._provider.shutdown if self._owned else self._provider.force_flush
         # The SDK's shutdown waits up to 30 s per processor; a thread lets us bound it.
-        flusher = threading.Thread(target=self._provider.shutdown, daemon=True)
+        flusher = threading.Thread(target=stop, daemon=True)
         flusher.start()
         flusher.join(timeout_s)
         if flusher.is_alive():
             log.warning("span flush did not finish in %.1f s; unsent spans are dropped", timeout_s)
+
+
+# The providers this module made, so a second app in one process (the tests) makes its own
+# rather than reusing the first one's as if zero-code instrumentation had set it.
+_OURS: "weakref.WeakSet[TracerProvider]" = weakref.WeakSet()
 
 
 def setup_telemetry(settings: TelemetrySettings, counters: SpanCounters | None = None) -> Telemetry:
@@ -178,6 +285,22 @@ def setup_telemetry(settings: TelemetrySettings, counters: SpanCounters | None =
     accepted, failed and dropped spans."""
     if settings.disabled:
         return Telemetry(settings, None)
+    # Read by the instrumentations when first used; the user's own value wins (the setting
+    # is read from it). Under zero-code instrumentation they were used before this runs.
+    os.environ.setdefault(SEMCONV_OPT_IN, settings.semconv_opt_in)
+    # contrib's own: traceresponse on every traced answer (untyped functions)
+    if get_global_response_propagator() is None:  # type: ignore[no-untyped-call]
+        set_global_response_propagator(TraceResponsePropagator())  # type: ignore[no-untyped-call]
+    existing = trace.get_tracer_provider()
+    if isinstance(existing, TracerProvider) and existing not in _OURS:
+        reused = Telemetry(settings, existing, owned=False)
+        if reused.service.startswith("unknown_service"):
+            log.warning(
+                "the tracer provider set before this tier has no service.name: set "
+                "OTEL_SERVICE_NAME=%s (edges and peer.service are named by it)",
+                settings.default_service,
+            )
+        return reused
     provider = TracerProvider(resource=_resource(settings.default_service))
     exporters = _exporters(settings, counters)
     for exporter in exporters:
@@ -187,7 +310,9 @@ def setup_telemetry(settings: TelemetrySettings, counters: SpanCounters | None =
         except ValueError as exc:  # the SDK's check of the OTEL_BSP_* sizes against each other
             raise SettingsError(f"OTEL_BSP_*: {exc}") from None
         provider.add_span_processor(processor)
-    trace.set_tracer_provider(provider)
+    _OURS.add(provider)
+    if not isinstance(existing, TracerProvider):
+        trace.set_tracer_provider(provider)
     return Telemetry(settings, provider, exporters)
 
 
@@ -219,180 +344,8 @@ def _otlp_exporter(settings: TelemetrySettings) -> SpanExporter:
         )
 
         return GrpcExporter(endpoint=settings.endpoint)
-    return LeanOTLPSpanExporter(endpoint=settings.endpoint)
+    if settings.lean:
+        from tierkit.lean.encoder import LeanOTLPSpanExporter
 
-
-class LeanOTLPSpanExporter(OTLPSpanExporter):
-    """The SDK's OTLP/HTTP exporter (its endpoint, headers, TLS, compression, timeout and
-    retries, all from OTEL_*), encoding with tierkit.otlp_encode: the same bytes at a fraction
-    of the CPU. What it leaves out: the SDK's opt-in self-metrics of the exporter."""
-
-    def __init__(self, endpoint: str) -> None:
-        super().__init__(endpoint=endpoint)
-        self._encoder = Encoder()
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if self._shutdown:
-            return SpanExportResult.FAILURE
-        try:
-            body = self._encoder.request(spans)
-        except Exception:  # a span that cannot be encoded fails its batch, as in the SDK
-            _EXPORTER_LOG.exception("Failed to encode span batch")
-            return SpanExportResult.FAILURE
-        if 0 < self._max_request_size < len(body):
-            _EXPORTER_LOG.warning(
-                "Dropping span batch: serialized size %d bytes exceeds max_request_size %d bytes.",
-                len(body),
-                self._max_request_size,
-            )
-            return SpanExportResult.FAILURE
-        sent = self._client.export(body)
-        return SpanExportResult.SUCCESS if sent.success else SpanExportResult.FAILURE
-
-
-class CountingBatchSpanProcessor(BatchSpanProcessor):
-    """The SDK's batch processor, counting the spans it drops because its queue is full (the
-    SDK only logs it). Swaps in its own queue for the pinned SDK's BatchProcessor's: a private
-    detail, checked by tests/tierkit/test_metrics.py."""
-
-    def __init__(self, exporter: SpanExporter, counters: SpanCounters | None) -> None:
-        super().__init__(exporter)
-        if counters is not None:
-            batcher = self._batch_processor
-            batcher._queue = _CountingQueue(batcher._max_queue_size, counters.dropped)
-
-
-class _CountingQueue(collections.deque[ReadableSpan]):
-    """A bounded queue as the SDK's (appendleft drops the oldest span when full), which counts
-    each span it drops. The check and the drop happen under one lock that the export thread's
-    pops take too: checked outside it (as the SDK does to log), a pop between check and
-    append would count a span that was not dropped."""
-
-    def __init__(self, limit: int, dropped: Counter) -> None:
-        super().__init__()
-        self._limit = limit
-        self._dropped = dropped
-        self._lock = threading.Lock()
-
-    def appendleft(self, span: ReadableSpan) -> None:
-        with self._lock:
-            if len(self) >= self._limit:
-                super().pop()
-                self._dropped.inc()
-            super().appendleft(span)
-
-    def pop(self) -> ReadableSpan:  # type: ignore[override]  # a deque pops no index
-        with self._lock:
-            return super().pop()
-
-
-# The SDK and the exporters log every retry, every failed batch and every dropped span.
-_NOISY_LOGGERS = (
-    "opentelemetry.sdk._shared_internal",
-    "opentelemetry.exporter.otlp.common.http",
-    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
-    "opentelemetry.exporter.otlp.proto.grpc.exporter",
-    "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
-)
-
-
-class _Complaints(logging.Filter):
-    """Drops the noisy loggers' records, keeping the first complaint of the current export
-    (for our one warning) and whether there was one (a retry loop in progress)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.first: str | None = None
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.WARNING and self.first is None:
-            self.first = record.getMessage()
-        return False
-
-
-class OutageAwareExporter(SpanExporter):
-    """A dead trace backend costs one warning and some dropped spans, never a slow request.
-
-    Requests only ever enqueue spans (the batch processor's queue is bounded). This wrapper
-    keeps the export thread from retrying against a backend known to be down: while it is
-    down, batches are dropped at once and the backend is probed again every `probe_every_s`.
-    """
-
-    def __init__(
-        self,
-        inner: SpanExporter,
-        endpoint: str,
-        probe_every_s: float = 5.0,
-        counters: SpanCounters | None = None,
-    ) -> None:
-        self._inner = inner
-        self._counters = counters
-        self._endpoint = endpoint
-        self._probe_every_s = probe_every_s
-        self._down_until = 0.0
-        self._down = False
-        self._dropped = 0
-        self._shut_down = False
-        self._complaints = _Complaints()
-        for name in _NOISY_LOGGERS:
-            logging.getLogger(name).addFilter(self._complaints)
-
-    @property
-    def failing(self) -> bool:
-        """Down, or retrying right now."""
-        return self._down or self._complaints.first is not None
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if self._down and time.monotonic() < self._down_until:
-            self._lost(spans)
-            return SpanExportResult.FAILURE
-        self._complaints.first = None
-        try:
-            result = self._inner.export(spans)
-        except Exception as exc:  # an exporter bug must not kill the export thread
-            self._complaints.first = f"{type(exc).__name__}: {exc}"
-            result = SpanExportResult.FAILURE
-        if result is SpanExportResult.SUCCESS:
-            if self._counters is not None:
-                self._counters.exported.inc(len(spans))
-            self._recovered()
-        else:
-            self._lost(spans)
-            self._failed()
-        return result
-
-    def _lost(self, spans: Sequence[ReadableSpan]) -> None:
-        self._dropped += len(spans)
-        if self._counters is not None:
-            self._counters.failed_exports.inc()
-            self._counters.dropped.inc(len(spans))
-
-    def _failed(self) -> None:
-        self._down_until = time.monotonic() + self._probe_every_s
-        if not self._down:
-            self._down = True
-            log.warning(
-                "trace export to %s failing (%s); dropping spans until it recovers, "
-                "requests are not affected",
-                self._endpoint,
-                self._complaints.first or "no detail",
-            )
-
-    def _recovered(self) -> None:
-        if self._down:
-            log.warning(
-                "trace export to %s recovered; at least %d spans were dropped",
-                self._endpoint,
-                self._dropped,
-            )
-        self._down = False
-        self._dropped = 0
-        self._complaints.first = None
-
-    def shutdown(self) -> None:
-        if not self._shut_down:
-            self._shut_down = True
-            self._inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._inner.force_flush(timeout_millis)
+        return LeanOTLPSpanExporter(endpoint=settings.endpoint)
+    return OTLPSpanExporter(endpoint=settings.endpoint)

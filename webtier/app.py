@@ -8,7 +8,7 @@ from tierkit.app import new_app
 from tierkit.metrics import OutboundMetrics, TierMetrics
 from tierkit.server_timing import server_timing_header
 from tierkit.telemetry import setup_telemetry
-from webtier.api_client import ApiClient, ApiReply
+from webtier.api_client import ApiClient, ApiReply, target
 from webtier.pages import Pages
 from webtier.routes import router
 from webtier.settings import Settings
@@ -27,7 +27,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
-        outbound = OutboundMetrics(metrics.registry, edge) if metrics else None
+        address, port = target(settings.api.url)
+        outbound = (
+            OutboundMetrics(metrics.registry, edge, address=address, port=port) if metrics else None
+        )
         api = ApiClient(settings.api, telemetry, outbound, tcp_info=settings.server.tcp_info)
         try:
             yield {"api": api, "pages": pages}
@@ -41,9 +44,6 @@ def create_app(settings: Settings) -> FastAPI:
         metrics,
         server_timing=server_timing,
         flush_timeout_s=settings.server.shutdown_grace_s,
-        # The kernel testifies for the edge to the API on the CLIENT spans (webtier.transport).
-        # Its callers' connections are no edge of the breakdown: not read per request.
-        testify=False,
     )
 
 
@@ -53,10 +53,11 @@ def server_timing(state: MutableMapping[str, Any], total_ms: float) -> str:
     reply: ApiReply | None = state.get("reply")
     if reply is None:
         return server_timing_header([("web", total_ms)])
-    call_ms = reply.timing.seconds * 1e3
-    remote_s = reply.timing.remote_s
-    if reply.timing.api_s is None or remote_s is None:  # net and api not separable
+    exchange = reply.exchange
+    call_ms = exchange.seconds * 1e3
+    remote_s = exchange.remote_s
+    if exchange.api_s is None or remote_s is None:  # net and api not separable
         return server_timing_header([("web", total_ms - call_ms), ("api", call_ms)])
     return server_timing_header(
-        [("web", total_ms - call_ms), ("net", remote_s * 1e3), ("api", reply.timing.api_s * 1e3)]
+        [("web", total_ms - call_ms), ("net", remote_s * 1e3), ("api", exchange.api_s * 1e3)]
     )

@@ -21,7 +21,6 @@ class ApiSettings:
     # The whole exchange (pool wait, connect, request, response body) must fit in this.
     timeout_s: float = 5.0
     max_connections: int = 100
-    max_keepalive: int = 20
     keepalive_expiry_s: float = 5.0
 
     @classmethod
@@ -32,9 +31,6 @@ class ApiSettings:
             timeout_s=env_float(environ, "API_TIMEOUT_S", cls.timeout_s, low=0.001, high=3600),
             max_connections=env_int(
                 environ, "API_MAX_CONNECTIONS", cls.max_connections, low=1, high=10_000
-            ),
-            max_keepalive=env_int(
-                environ, "API_MAX_KEEPALIVE", cls.max_keepalive, low=0, high=10_000
             ),
             keepalive_expiry_s=env_float(
                 environ, "API_KEEPALIVE_EXPIRY_S", cls.keepalive_expiry_s, low=0, high=3600

@@ -12,8 +12,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from prometheus_client.parser import text_string_to_metric_families
 
-from tierkit.metrics import BUCKETS, OutboundMetrics, TierMetrics, status_class
-from tierkit.telemetry import CountingBatchSpanProcessor, OutageAwareExporter
+from tierkit.metrics import BUCKETS, OutboundMetrics, TierMetrics, error_label, status_label
+from tierkit.export import CountingBatchSpanProcessor, OutageAwareExporter
 
 
 def samples(metrics: TierMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -39,27 +39,39 @@ def test_buckets_resolve_half_a_millisecond_to_thirty_seconds() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "kind"), [(200, "2xx"), (404, "4xx"), (503, "5xx"), (42, "other")]
+    ("status", "label", "error"),
+    [(200, "200", ""), (404, "404", ""), (503, "503", "503"), (42, "other", ""), (None, "", "")],
 )
-def test_status_classes(status: int, kind: str) -> None:
-    assert status_class(status) == kind
+def test_status_and_error_labels(status: int | None, label: str, error: str) -> None:
+    # error.type as the HTTP conventions define it: the status code of a 5xx answer only
+    assert status_label(status) == label
+    assert error_label(status) == error
+    assert error_label(None, "ConnectError") == "ConnectError"
 
 
 def test_observations_show_up_in_the_exposition() -> None:
     metrics = TierMetrics()
-    outbound = OutboundMetrics(metrics.registry, "a->b")
+    outbound = OutboundMetrics(metrics.registry, "a->b", address="api", port=8801)
     metrics.observe_request("GET", "/", 200, 0.003)
     metrics.observe_request("GET", "/", 502, 0.004)
-    outbound.observe_call(200, 0.002, new_connection=True)
-    outbound.observe_call(None, 0.5, new_connection=False)
+    outbound.observe_call("GET", 200, 0.002, new_connection=True)
+    outbound.observe_call("GET", None, 0.5, new_connection=False, error="ConnectError")
     outbound.observe_remote(0.0004)
     found = samples(metrics)
-    route = (("http_request_method", "GET"), ("http_route", "/"))
-    ok = (*route, ("http_response_status_class", "2xx"))
+    route = (("http_request_method", "GET"), ("http_route", "/"), ("url_scheme", "http"))
+    ok = (*route, ("http_response_status_code", "200"), ("error_type", ""))
     assert found[("http_server_request_duration_seconds_count", tuple(sorted(ok)))] == 1
     assert found[("http_server_request_duration_seconds_sum", tuple(sorted(ok)))] == 0.003
-    error = (("edge", "a->b"), ("http_response_status_class", "error"))
-    assert found[("http_client_request_duration_seconds_count", error)] == 1
+    bad = (*route, ("http_response_status_code", "502"), ("error_type", "502"))
+    assert found[("http_server_request_duration_seconds_count", tuple(sorted(bad)))] == 1
+    target = (
+        ("edge", "a->b"),
+        ("http_request_method", "GET"),
+        ("server_address", "api"),
+        ("server_port", "8801"),
+    )
+    error = (*target, ("http_response_status_code", ""), ("error_type", "ConnectError"))
+    assert found[("http_client_request_duration_seconds_count", tuple(sorted(error)))] == 1
     assert found[("http_client_connections_created_total", (("edge", "a->b"),))] == 1
     assert found[("netgap_remote_seconds_bucket", (("edge", "a->b"), ("le", "0.0005")))] == 1
     assert found[("netgap_remote_seconds_bucket", (("edge", "a->b"), ("le", "0.00025")))] == 0

@@ -13,7 +13,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tests.harness import OtlpReceiver, api_tier, free_port, running, web_tier
 from tierkit.env import SettingsError
-from tierkit.telemetry import OutageAwareExporter, TelemetrySettings
+from tierkit.export import OutageAwareExporter
+from tierkit.telemetry import TelemetrySettings
 
 
 def settings(**env: str) -> TelemetrySettings:

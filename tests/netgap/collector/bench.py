@@ -56,7 +56,7 @@ def _resource(service: str) -> Resource:
 
 
 WEB, API = _resource("webtier"), _resource("apitier")
-WEB_SCOPE = InstrumentationScope(name="tierkit.tracing")
+WEB_SCOPE = InstrumentationScope(name="opentelemetry.instrumentation.httpx")
 API_SCOPE = InstrumentationScope(name="apitier")
 ATTRIBUTES = [
     _kv("http.request.method", "GET"),

@@ -1,12 +1,11 @@
-"""The HTTP spans of both tiers: one SERVER span per request, one CLIENT span per outbound call.
+"""Lean mode's HTTP spans: one SERVER span per request, one CLIENT span per outbound call, in
+place of opentelemetry-instrumentation-fastapi/-httpx (see tierkit.lean for what it saves).
 
-Why not opentelemetry-instrumentation-asgi/-fastapi/-httpx: profiled here, they were most of
-tracing's cost (the ASGI middleware alone ~45% of the API tier's CPU per request: it decodes
-every header on each of ~10 lookups and matches the route twice; the httpx wrapper's attribute
-helpers cost 2.6x our transport). These classes emit the same spans the contrib instrumentation
-does with `OTEL_SEMCONV_STABILITY_OPT_IN=http` (names, kinds, parents, the stable HTTP
-attributes, statuses, exceptions), with the W3C context taken from and put into headers by the
-globally configured propagators (`OTEL_PROPAGATORS`), at a fraction of the cost.
+They emit the spans the contrib instrumentation does with `OTEL_SEMCONV_STABILITY_OPT_IN=http`
+(names, kinds, parents, the stable HTTP attributes, statuses, exceptions; checked by
+tests/tierkit/lean/test_conformance.py against contrib's, from the same run), with the W3C
+context taken from and put into headers by the globally configured propagators
+(`OTEL_PROPAGATORS`), and `traceresponse` by the global response propagator, as contrib's.
 
 Two deliberate differences: `server.address` is the Host header's host without its port (as the
 semantic conventions define it; contrib keeps the port), and the SERVER span is named after the
@@ -14,24 +13,20 @@ matched route once routing is done (`GET /`), so samplers see the method alone.
 """
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.instrumentation.propagators import get_global_response_propagator
 from opentelemetry.propagators.textmap import Getter, Setter
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tierkit.http1 import EXCHANGE, Phases
-from tierkit.protocol import CONNECTION, Connection
-from tierkit.tcpinfo import Witness
-
-# request.extensions: when the CLIENT span started (time.time_ns, as the SDK stamped it), so a
-# transport beneath can measure the call exactly as the span spans it.
-CALL_START = "tierkit.call_start_ns"
+from tierkit.exchange import EXCHANGE, Exchange
+from tierkit.lean.headstamp import HEAD_NS
 
 _KNOWN_METHODS = frozenset(
     ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE", "QUERY")
@@ -128,33 +123,22 @@ class ServerSpanMiddleware:
     """A SERVER span around each HTTP request, child of the caller's context from the headers.
 
     Outermost of the app's own middleware, so everything inside sees the span as current; it
-    ends after the last byte of the response is handed to the server.
+    starts once the request's head was read (tierkit.lean.headstamp) and ends after the last
+    byte of the response is handed to the server.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        tracer: trace.Tracer,
-        excluded_paths: Iterable[str],
-        testify: bool = True,
-    ):
+    def __init__(self, app: ASGIApp, *, tracer: trace.Tracer, excluded_paths: Iterable[str]):
         self.app = app
         self.tracer = tracer
         self.excluded_paths = frozenset(excluded_paths)
-        self.witness = Witness() if testify else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.excluded_paths:
             await self.app(scope, receive, send)
             return
-        # The span starts when the request reached us (its head read, tierkit.protocol), not
-        # after uvicorn's dispatch or the bookkeeping below: what precedes the span counts as
-        # remote calls in the breakdown, and that is not the network.
-        connection = scope.get("extensions", {}).get(CONNECTION)
-        if not isinstance(connection, Connection):  # served by another protocol: no socket
-            connection = None
-        start_ns = connection.head_ns if connection is not None else time.time_ns()
+        # What precedes the span counts as remote calls in the breakdown, and uvicorn's
+        # dispatch and the bookkeeping below are not the network.
+        start_ns = scope.get("extensions", {}).get(HEAD_NS) or time.time_ns()
         parent = propagate.extract(scope["headers"], getter=_ASGI_HEADERS)
         attributes = server_attributes(scope)
         name = _span_name(attributes)
@@ -165,8 +149,10 @@ class ServerSpanMiddleware:
             attributes=attributes,
             start_time=start_ns,
         )
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        current = trace.set_span_in_context(span, parent)
+        token = otel_context.attach(current)
         sent_ns: int | None = None  # when the response's last byte was handed to the server
+        responder = get_global_response_propagator()  # type: ignore[no-untyped-call]
 
         async def send_noting_status(message: Message) -> None:
             nonlocal sent_ns
@@ -176,6 +162,8 @@ class ServerSpanMiddleware:
                 if status >= 500:
                     span.set_attribute("error.type", str(status))
                     span.set_status(StatusCode.ERROR)
+                if responder is not None:
+                    responder.inject(MutableHeaders(scope=message), context=current)
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body"):
                 sent_ns = time.time_ns()
@@ -186,51 +174,37 @@ class ServerSpanMiddleware:
             _record_failure(span, exc)
             raise
         finally:
-            found: dict[str, Any] = {}
             route = getattr(scope.get("route"), "path", None)
             if route is not None:
-                found["http.route"] = route
+                span.set_attribute("http.route", route)
                 span.update_name(f"{name} {route}")
-            if connection is not None and span.is_recording():
-                found.update(self._testimony(connection))
-            if found:  # one call: the SDK checks and locks per call as well as per attribute
-                span.set_attributes(found)
             # The span ends with the response, not after the bookkeeping here and in the inner
             # middleware (the caller has the answer by then): that would come off remote time.
             span.end(end_time=sent_ns)
             otel_context.detach(token)
 
-    def _testimony(self, connection: Connection) -> dict[str, Any]:
-        """The connection's TCP_INFO once the response is written, as span attributes. What
-        the response's bytes need resent after this moment is counted with the connection's
-        next request."""
-        if self.witness is None:
-            return {}
-        testimony = self.witness.testify(connection.sock, connection.requests == 1)
-        return {} if testimony is None else testimony.attributes()
+
+ResponseHook = Callable[[trace.Span, Mapping[str, Any]], None]
 
 
 class TracedTransport(httpx.AsyncBaseTransport):
-    """A CLIENT span around each request the wrapped transport makes, current while it runs
-    (so the transport can add to it), with the trace context injected into the request.
-
-    With tierkit.http1 underneath, the span ends when the response's last byte was read (its
-    Phases say when), not after the bookkeeping that follows: that would count as remote
-    calls in the breakdown, and it is not the network."""
+    """A CLIENT span around each request the wrapped transport makes, current while it runs,
+    with the trace context injected into the request; `response_hook` adds to it before it
+    ends. Under tierkit.exchange's transport the span ends when the response's last byte was
+    read (its Exchange says when), not after the bookkeeping that follows: that would count as
+    remote calls in the breakdown, and it is not the network."""
 
     def __init__(
         self,
         inner: httpx.AsyncBaseTransport,
         tracer: trace.Tracer,
-        *,
-        peer_service: str | None = None,
+        peer: Mapping[str, str],
+        response_hook: ResponseHook,
     ) -> None:
         self._inner = inner
         self._tracer = tracer
-        # The callee's service.name (OTel's peer.service): a call that never reached it (a
-        # timeout, a refused connection) has no span of the callee's to name the edge by, and
-        # the address alone does not say which service it was.
-        self._peer = {"peer.service": peer_service} if peer_service else {}
+        self._peer = peer
+        self._response_hook = response_hook
         # The web tier calls one URL: its attributes are worked out once.
         self._static: dict[tuple[str, str], Mapping[str, Any]] = {}
 
@@ -239,10 +213,6 @@ class TracedTransport(httpx.AsyncBaseTransport):
         span = self._tracer.start_span(
             _span_name(attributes), kind=SpanKind.CLIENT, attributes=attributes
         )
-        # The call starts once its span is made, as the SDK stamps it (contrib's spans start
-        # there too): the SDK's cost of making it (~45 us here) is the web tier's own CPU, and
-        # stamped before it, it would count as time between the services.
-        request.extensions[CALL_START] = _start_ns(span)
         current = trace.set_span_in_context(span)
         propagate.inject(request.headers, context=current, setter=_HTTPX_HEADERS)
         token = otel_context.attach(current)
@@ -253,11 +223,16 @@ class TracedTransport(httpx.AsyncBaseTransport):
             _record_failure(span, exc)
             raise
         else:
-            end_ns = _exchange_end_ns(response)
-            span.set_attribute("http.response.status_code", response.status_code)
-            if response.status_code >= 400:
-                span.set_attribute("error.type", str(response.status_code))
-                span.set_status(StatusCode.ERROR)
+            exchange = response.extensions.get(EXCHANGE)
+            if isinstance(exchange, Exchange):
+                end_ns = exchange.body_done_ns
+            if span.is_recording():
+                attributes = {"http.response.status_code": response.status_code}
+                if response.status_code >= 400:
+                    attributes["error.type"] = str(response.status_code)
+                    span.set_status(StatusCode.ERROR)
+                span.set_attributes(attributes)
+                self._response_hook(span, response.extensions)
             return response
         finally:
             span.end(end_time=end_ns)
@@ -285,15 +260,3 @@ class TracedTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-def _start_ns(span: trace.Span) -> int:
-    """When the SDK started `span`; now, for a span that does not say (not recording)."""
-    started = span.start_time if isinstance(span, ReadableSpan) else None
-    return started or time.time_ns()
-
-
-def _exchange_end_ns(response: httpx.Response) -> int | None:
-    """When tierkit.http1 read the last byte, or None (now) under another transport."""
-    phases = response.extensions.get(EXCHANGE)
-    return phases.body_done if isinstance(phases, Phases) and phases.body_done else None

@@ -1,6 +1,6 @@
-"""Run by test_tracing_conformance in a fresh process (contrib reads OTEL_SEMCONV_STABILITY_OPT_IN
+"""Run by test_conformance in a fresh process (contrib reads OTEL_SEMCONV_STABILITY_OPT_IN
 once per process): the same requests through a FastAPI app and an httpx client on a real socket,
-once traced by opentelemetry-instrumentation-fastapi/-httpx and once by tierkit.tracing; prints
+once traced by opentelemetry-instrumentation-fastapi/-httpx and once by tierkit.lean.spans; prints
 the spans of each as JSON lines `{"stack": ..., "spans": [...]}`."""
 
 import asyncio
@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tierkit.tracing import ServerSpanMiddleware, TracedTransport
+from tierkit.lean.spans import ServerSpanMiddleware, TracedTransport
 
 REQUESTS = ("/items/7?q=1", "/fail", "/nowhere")
 USER_AGENT = "conformance/1.0"
@@ -50,9 +50,9 @@ def contrib(app: FastAPI, provider: TracerProvider) -> Callable[[], httpx.AsyncB
 
 
 def ours(app: FastAPI, provider: TracerProvider) -> Callable[[], httpx.AsyncBaseTransport]:
-    tracer = provider.get_tracer("tierkit.tracing")
+    tracer = provider.get_tracer("tierkit.lean")
     app.add_middleware(ServerSpanMiddleware, tracer=tracer, excluded_paths=())
-    return lambda: TracedTransport(httpx.AsyncHTTPTransport(), tracer)
+    return lambda: TracedTransport(httpx.AsyncHTTPTransport(), tracer, {}, lambda span, ext: None)
 
 
 async def exchange(app: FastAPI, transport: httpx.AsyncBaseTransport) -> None:

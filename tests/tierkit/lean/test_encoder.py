@@ -1,19 +1,21 @@
-"""tierkit's OTLP encoder writes the very bytes the SDK's encoder does."""
+"""Lean mode's OTLP encoder writes the very bytes the SDK's encoder does, or refuses to start."""
 
 import logging
+from typing import Any
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import AttributeValue
 
-from tierkit.otlp_encode import Encoder
+from tierkit.lean.encoder import Encoder, EncoderMismatch, LeanOTLPSpanExporter, probe
 
 ODD_VALUES: dict[str, AttributeValue] = {
     "str": "GET",
@@ -54,7 +56,7 @@ def varied_spans() -> list[ReadableSpan]:
     api, api_memory = provider_with(
         Resource({"service.name": "apitier", "list": ("x", "y")}, schema_url="https://s/1")
     )
-    tracer = web.get_tracer("tierkit.tracing")
+    tracer = web.get_tracer("tierkit.lean")
     versioned = web.get_tracer(
         "other.scope", "1.2.3", schema_url="https://schema/2", attributes={"scope.attr": 5}
     )
@@ -114,3 +116,44 @@ def test_a_value_it_cannot_encode_is_left_out_and_logged(caplog: pytest.LogCaptu
     with caplog.at_level(logging.ERROR):
         assert ours == encode_spans(spans).SerializePartialToString()
     assert "Failed to encode key bad" in caplog.text
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 2**64 + 5, [1, 2**70]])
+def test_an_integer_out_of_int64_is_left_out_as_the_sdk_does(
+    value: AttributeValue, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider, memory = provider_with(Resource({"service.name": "s"}))
+    span = provider.get_tracer("t").start_span("s", attributes={"ok": 1, "huge": value})
+    span.end()
+    spans = finished(provider, memory)
+    with caplog.at_level(logging.ERROR):
+        ours = Encoder().request(spans)
+        theirs = encode_spans(spans).SerializePartialToString()
+    assert ours == theirs  # not wrapped to a small number: left out
+    assert caplog.text.count("Failed to encode key huge") == 2
+
+
+def test_the_probe_passes_on_this_sdk() -> None:
+    probe(Encoder())  # what LeanOTLPSpanExporter runs when it is made
+
+
+def test_the_probe_fails_loudly_when_the_sdk_stores_attributes_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An SDK release that renamed the span's private attribute store: the encoder would read
+    # nothing and lose every attribute without a word, so the lean exporter must refuse to start.
+    # (Moved once the span has ended, which is all the encoder ever sees.)
+    original = SdkSpan.end
+
+    def renamed(self: SdkSpan, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self._renamed_attributes = self._attributes  # type: ignore[attr-defined]
+        del self._attributes
+
+    monkeypatch.setattr(SdkSpan, "end", renamed)
+    monkeypatch.setattr(SdkSpan, "attributes", property(lambda self: self._renamed_attributes))
+    monkeypatch.setattr(SdkSpan, "dropped_attributes", property(lambda self: 0))
+    with pytest.raises(EncoderMismatch, match="TRACING_MODE=standard"):
+        probe(Encoder())
+    with pytest.raises(EncoderMismatch):
+        LeanOTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")

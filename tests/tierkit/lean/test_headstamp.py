@@ -1,6 +1,6 @@
-"""tierkit.protocol under a real tier: the SERVER span starts when the request's head was read,
-so a request that waits inside the server (here: pipelined behind a slow one on its connection)
-is charged to the server, not to the time between the services."""
+"""tierkit.lean.headstamp under a real tier in lean mode: the SERVER span starts when the
+request's head was read, so a request that waits inside the server (here: pipelined behind a
+slow one on its connection) is charged to the server, not to the time between the services."""
 
 import socket
 import time
@@ -33,7 +33,9 @@ def test_a_pipelined_request_is_served_time_from_the_moment_its_head_was_read(
     tmp_path: Path, receiver: OtlpReceiver
 ) -> None:
     first, second = "a" * 32, "b" * 32
-    with running(api_tier(tmp_path, receiver, QUERY_DELAY_MS=str(DELAY_MS))) as api:
+    with running(
+        api_tier(tmp_path, receiver, QUERY_DELAY_MS=str(DELAY_MS), TRACING_MODE="lean")
+    ) as api:
         host, port = api.url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port))) as sock:
             sock.sendall(request(first) + request(second))  # one write: both heads read at once
