@@ -1,6 +1,8 @@
 """The API client in-process, against real sockets, with a real SDK tracer provider."""
 
 import asyncio
+import socket
+import threading
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -98,3 +100,29 @@ def test_failures_map_to_api_errors(script: bytes, error: type[Exception]) -> No
             asyncio.run(fetch_twice(client))
     client_spans = [s for s in memory.get_finished_spans() if s.kind is SpanKind.CLIENT]
     assert len(client_spans) == 1
+
+
+def test_an_api_that_hangs_up_or_is_not_there_is_unreachable_not_slow() -> None:
+    # httpx-aiohttp reports both as httpx.ConnectTimeout; the web tier must answer 502 for
+    # them, and 504 only for an API that is slow (above).
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+
+    def hang_up() -> None:
+        for _ in range(2):  # bounded: the client's one try (and aiohttp's retry, if any)
+            conn, _ = listener.accept()
+            conn.recv(1024)
+            conn.close()
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    client, _ = traced(url, timeout_s=2)
+    with pytest.raises(ApiUnreachable, match="RemoteProtocolError"):
+        asyncio.run(fetch_twice(client))
+    listener.close()
+    thread.join(5)
+    client, _ = traced(url, timeout_s=2)  # nothing listens there now
+    with pytest.raises(ApiUnreachable, match="ConnectError"):
+        asyncio.run(fetch_twice(client))

@@ -1,0 +1,179 @@
+"""The web tier's client stack (httpx on httpx-aiohttp, tierkit.exchange) against real servers
+on loopback that parse what they get with h11, a strict HTTP/1.1 parser: the protocol mistakes
+a hand-written client made cannot happen on it."""
+
+import asyncio
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import h11
+import httpx
+import pytest
+
+from tierkit.exchange import EXCHANGE, Exchange, ExchangeTransport, PoolSettings
+
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
+
+
+@dataclass
+class Received:
+    """What one server saw: the raw bytes of each connection, and each request h11 parsed."""
+
+    connections: list[bytearray] = field(default_factory=list)
+    requests: list[tuple[bytes, bytes, list[tuple[bytes, bytes]]]] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def h11_server(answer_on_each_connection: int = 1_000_000) -> Iterator[tuple[str, Received]]:
+    """Answers 200 "ok" to each request, keeping the connection open; on each connection,
+    after `answer_on_each_connection` answers it reads the next request and closes without
+    a word (a server closing an idle keep-alive connection just as a request arrives)."""
+    received = Received()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        raw = bytearray()
+        received.connections.append(raw)
+        parser = h11.Connection(h11.SERVER)
+        answered = 0
+        body = b""
+        conn.settimeout(5)
+        with conn:
+            while not stop.is_set():
+                event = parser.next_event()
+                if event is h11.NEED_DATA:
+                    try:
+                        data = conn.recv(65536)
+                    except (TimeoutError, OSError):
+                        return
+                    raw.extend(data)
+                    parser.receive_data(data)
+                    if not data:
+                        return
+                elif isinstance(event, h11.Request):
+                    received.requests.append((event.method, event.target, list(event.headers)))
+                    if answered >= answer_on_each_connection:
+                        return  # closes with the request unanswered
+                elif isinstance(event, h11.Data):
+                    body += bytes(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    received.bodies.append(body)
+                    body = b""
+                    conn.sendall(OK)
+                    answered += 1
+                    parser = h11.Connection(h11.SERVER)  # our answer was written raw
+                elif isinstance(event, h11.ConnectionClosed):
+                    return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=_guarded, args=(serve, conn, received), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", received
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def _guarded(serve: object, conn: socket.socket, received: Received) -> None:
+    try:
+        serve(conn)  # type: ignore[operator]
+    except h11.RemoteProtocolError as exc:  # the client framed something wrongly
+        received.errors.append(str(exc))
+
+
+def client(max_connections: int = 100) -> httpx.AsyncClient:
+    transport = ExchangeTransport(PoolSettings(max_connections=max_connections))
+    return httpx.AsyncClient(transport=transport, timeout=5)
+
+
+def test_a_header_value_with_cr_lf_is_refused_before_anything_is_sent() -> None:
+    async def call(url: str) -> None:
+        async with client() as http:
+            await http.get(f"{url}/", headers={"x-note": "a\r\nInjected: yes"})
+
+    with h11_server() as (url, received):
+        with pytest.raises((httpx.HTTPError, ValueError)):
+            asyncio.run(call(url))
+    assert not any(received.connections), received.connections
+    assert received.requests == []
+
+
+def test_an_idempotent_request_is_retried_once_on_a_fresh_connection() -> None:
+    async def calls(url: str) -> list[Exchange]:
+        async with client() as http:
+            first = await http.get(f"{url}/")
+            second = await http.get(f"{url}/")  # on the connection the server drops
+        return [first.extensions[EXCHANGE], second.extensions[EXCHANGE]]
+
+    with h11_server(answer_on_each_connection=1) as (url, received):
+        first, second = asyncio.run(calls(url))
+    assert [method for method, _, _ in received.requests] == [b"GET", b"GET", b"GET"]
+    assert len(received.connections) == 2
+    assert second.retried_ns is not None and first.retried_ns is None
+    assert "retry" in [name for name, _ in second.events()]
+    assert not second.reused  # the answer came on the fresh connection
+
+
+def test_a_non_idempotent_request_is_never_sent_twice() -> None:
+    async def calls(url: str) -> None:
+        async with client() as http:
+            await http.post(f"{url}/", content=b"first")
+            await http.post(f"{url}/", content=b"second")  # the server drops it unanswered
+
+    with h11_server(answer_on_each_connection=1) as (url, received):
+        with pytest.raises(httpx.RemoteProtocolError):
+            asyncio.run(calls(url))
+    assert [method for method, _, _ in received.requests] == [b"POST", b"POST"]
+    assert len(received.connections) == 1  # no second connection: nothing resent
+
+
+def test_a_streamed_body_is_framed_as_chunks() -> None:
+    parts = [b"alpha", b"", b"beta" * 1000, b"\r\n0\r\n\r\n"]  # the last one looks like a frame
+
+    async def body() -> AsyncIterator[bytes]:
+        for part in parts:
+            yield part
+
+    async def call(url: str) -> httpx.Response:
+        async with client() as http:
+            return await http.post(f"{url}/", content=body())
+
+    with h11_server() as (url, received):
+        response = asyncio.run(call(url))
+    assert response.status_code == 200
+    assert received.errors == []
+    assert received.bodies == [b"".join(parts)]
+    headers = dict(received.requests[0][2])
+    assert headers.get(b"transfer-encoding") == b"chunked"
+    assert b"content-length" not in headers
+
+
+def test_a_pool_limit_never_blocks_a_call_an_idle_connection_elsewhere_makes_room_for() -> None:
+    async def calls(first: str, second: str) -> list[int]:
+        async with client(max_connections=1) as http:
+            a = await http.get(f"{first}/")  # leaves an idle connection to the first origin
+            async with asyncio.timeout(3):
+                b = await http.get(f"{second}/")
+        return [a.status_code, b.status_code]
+
+    with h11_server() as (first, _), h11_server() as (second, received):
+        assert asyncio.run(calls(first, second)) == [200, 200]
+    assert len(received.requests) == 1
