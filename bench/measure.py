@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from bench import stack, tcpcost
+from bench import leancost, stack, tcpcost
 from bench.http import WrkResult, wrk
 from bench.report import Figure
 from netgap.aggregate import Aggregate
@@ -34,6 +34,8 @@ from netgap.model import Span
 from netgap.trace_source import JaegerQuery
 
 REMOTE = f"{edge_name('webtier', 'apitier')} remote"
+# head sampling at 10%, as a user gets tracing nearly free with standard parts
+SAMPLED_10 = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
 TOGGLE = Path(__file__).parent / "toggle"  # its sitecustomize switches TCP_INFO in a tier
 MS = 1e6  # ns per ms
 
@@ -129,7 +131,8 @@ class Run:
     notes: list[str] = field(default_factory=list)
     placement: dict[str, str] = field(default_factory=dict)
     http_rate: float = 0.0  # traces/s of the breakdown over HTTP
-    traced_cpu_per_request_s: float = 0.0  # both tiers, at load (item 1)
+    traced_cpu_per_request_s: float = 0.0  # both tiers, at load, standard mode (item 1)
+    stack_cpu_s: dict[str, float] = field(default_factory=dict)  # per request, each stack
 
     def __post_init__(self) -> None:
         cores = stack.cores()
@@ -150,8 +153,16 @@ class Run:
         sink, sink_url = stack.sink(self.logs)
         lab_collector, lab_otlp = stack.collector("collector", self.logs, self.logs / "traces.db")
         tier_otel = {"OTEL_BSP_SCHEDULE_DELAY": "500", "OTEL_SERVICE_NAME": ""}
-        traced = self._tiers("traced", {**tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url})
-        untraced = self._tiers("untraced", {"OTEL_SDK_DISABLED": "true"})
+        to_sink = {**tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url}
+        # issue 16: the stock anchor and our tiers in each mode, all exporting to the sink
+        stacks = {
+            "stock": self._tiers("stock", to_sink, modules=("bench.stock.web", "bench.stock.api")),
+            "untraced": self._tiers("untraced", {"OTEL_SDK_DISABLED": "true"}),
+            "standard": self._tiers("standard", to_sink),
+            "lean": self._tiers("lean", {**to_sink, "TRACING_MODE": "lean"}),
+            "sampled": self._tiers("sampled", {**to_sink, **SAMPLED_10}),
+        }
+        traced = stacks["standard"]
         # issue 8: two fresh traced stacks, one without GET /metrics and its observations
         # (not the traced stack itself: by then it has served the rounds above, its twin none)
         metered = self._tiers("metered", {**tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url})
@@ -170,6 +181,9 @@ class Run:
         twin_a = self._tiers("twin-a", {**tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url})
         twin_b = self._tiers("twin-b", {**tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url})
         lab = self._tiers("lab", {**tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": lab_otlp})
+        lab_lean = self._tiers("lab-lean", {
+            **tier_otel, "OTEL_EXPORTER_OTLP_ENDPOINT": lab_otlp, "TRACING_MODE": "lean",
+        })  # fmt: skip
         # item 4's API tier: untraced and no query delay, the cheapest upstream there is, so
         # the proxy's share of each exchange is as large as it can be
         bare = stack.tiers(
@@ -178,7 +192,8 @@ class Run:
         ).api  # fmt: skip
         first = [
             sink, lab_collector,
-            *self._procs(traced, untraced, metered, unmetered, toggled, twin_a, twin_b, lab),
+            *self._procs(*stacks.values(), metered, unmetered, toggled, twin_a, twin_b, lab),
+            *self._procs(lab_lean),
             bare
         ]  # fmt: skip
         self.procs.extend(first)
@@ -191,7 +206,7 @@ class Run:
             ),
             "span sink, lab collector": "any",
         }
-        self.say("starting the tiers (traced, untraced, lab), the sink and the collector ...")
+        self.say("starting the tiers (five stacks, the pairs, labs), the sink, the collector ...")
         with stack.running(*first):
             proxy, proxy_port = stack.proxy(self.logs, _port(bare), self.first)
             self.procs.append(proxy)
@@ -199,8 +214,8 @@ class Run:
                 direct_url, proxied_url = stack.url(_port(bare)), stack.url(proxy_port)
                 self.say("warming up ...")
                 for target, cpu in (
-                    (traced.url, self.wrk_on_last),
-                    (untraced.url, self.wrk_on_last),
+                    *((tiers.url, self.wrk_on_last) for tiers in stacks.values()),
+                    (lab_lean.url, self.wrk_on_last),
                     (metered.url, self.wrk_on_last),
                     (unmetered.url, self.wrk_on_last),
                     (toggled.url, self.wrk_on_last),
@@ -211,15 +226,17 @@ class Run:
                     (proxied_url, self.wrk_on_first),
                 ):
                     wrk(target, plan.connections, plan.warm_up_s, cpu)
-                self.tracing_cost(traced, untraced)
+                self.tracing_cost(stacks)
                 self.on_off_cost("metrics", metered, unmetered)
                 self.tcp_info_in_place(toggled)
                 self.on_off_cost("control", twin_a, twin_b)
                 self.proxy_cost(direct_url, proxied_url)
                 floor_windows = self.floor_traffic(lab)
+                lean_windows = self.floor_traffic(lab_lean)
                 self.soak(lab)
                 time.sleep(1.5)  # the tiers export every 0.5 s
-                self.floor(stack.query_url(lab_collector), floor_windows)
+                self.floor(stack.query_url(lab_collector), floor_windows, "standard", 0.5)
+                self.floor(stack.query_url(lab_collector), lean_windows, "lean", 0.25)
                 self.breakdown_over_http(stack.query_url(lab_collector), floor_windows)
             self.notes.extend(_span_drops(traced, lab))
         self.say("collector ingest ...")
@@ -229,13 +246,16 @@ class Run:
         self.say("raw-socket proxy cost ...")
         self.raw_proxy()
         self.tcp_info_cost()
+        self.lean_pieces()
         self.notes.append(self.meter.noise())
 
-    def _tiers(self, label: str, otel: dict[str, str]) -> stack.Tiers:
+    def _tiers(
+        self, label: str, otel: dict[str, str], modules: tuple[str, str] = ("webtier", "apitier")
+    ) -> stack.Tiers:
         otel = {k: v for k, v in otel.items() if v}
         return stack.tiers(
             label, self.logs, query_delay_ms=self.plan.query_delay_ms, otel=otel,
-            web_cpus=self.first, api_cpus=self.last,
+            web_cpus=self.first, api_cpus=self.last, modules=modules,
         )  # fmt: skip
 
     @staticmethod
@@ -258,32 +278,30 @@ class Run:
 
     # -- items 1 and 2
 
-    def tracing_cost(self, traced: stack.Tiers, untraced: stack.Tiers) -> None:
+    def tracing_cost(self, stacks: dict[str, stack.Tiers]) -> None:
+        """Issue 16's five stacks side by side at load (the stock anchor, untraced, standard,
+        lean, standard at 10% sampling), each round in a rotated order; ratios within each
+        round. Serially, standard and untraced (item 2 and the floor's context)."""
         plan = self.plan
-        self.say(f"traced vs untraced: {plan.rounds} rounds ...")
+        labels = list(stacks)
+        self.say(f"{', '.join(labels)}: {plan.rounds} rounds ...")
         runs: list[dict[str, Any]] = []
         pairs: list[dict[str, float]] = []
         for i in range(plan.rounds):
-            order = (traced, untraced) if i % 2 == 0 else (untraced, traced)
-            loaded = {t.label: self._load(t, plan.connections, plan.load_s) for t in order}
-            serial = {t.label: self._load(t, 1, plan.serial_s) for t in order}
-            for label in ("traced", "untraced"):
-                runs.append({"round": i + 1, "connections": plan.connections, **loaded[label]})
-                runs.append({"round": i + 1, "connections": 1, **serial[label]})
-            t, u = loaded["traced"], loaded["untraced"]
-            pair = {
-                "throughput_ratio": t["rate"] / u["rate"],
-                "cpu_ratio": t["cpu_s_per_1000"] / u["cpu_s_per_1000"],
-                "serial_cpu_ratio": serial["traced"]["cpu_s_per_1000"]
-                / serial["untraced"]["cpu_s_per_1000"],
-            }
+            order = labels[i % len(labels) :] + labels[: i % len(labels)]
+            loaded = {label: self._load(stacks[label], plan.connections, plan.load_s)
+                      for label in order}  # fmt: skip
+            serial = {label: self._load(stacks[label], 1, plan.serial_s)
+                      for label in order if label in ("standard", "untraced")}  # fmt: skip
+            runs.extend({"round": i + 1, "connections": plan.connections, **loaded[label]}
+                        for label in labels)  # fmt: skip
+            runs.extend({"round": i + 1, "connections": 1, **serial[label]} for label in serial)
+            pair = _stack_ratios(loaded, serial)
             pairs.append({k: round(v, 4) for k, v in pair.items()})
-            self.say(
-                f"  round {i + 1}: {t['rate']:.0f} vs {u['rate']:.0f} req/s "
-                f"({pair['throughput_ratio']:.3f}), CPU/1000 {t['cpu_s_per_1000']:.3f} vs "
-                f"{u['cpu_s_per_1000']:.3f} s ({pair['cpu_ratio']:.3f}), serial p50 "
-                f"{serial['traced']['p50_ms']:.2f} vs {serial['untraced']['p50_ms']:.2f} ms"
-            )
+            self.say(f"  round {i + 1}: " + ", ".join(
+                f"{label} {loaded[label]['rate']:.0f} req/s {loaded[label]['cpu_s_per_1000']:.3f}"
+                f" CPU-s/1000" for label in labels
+            ))  # fmt: skip
         self.rounds["tracing"] = {"runs": runs, "pairs": pairs}
 
         def med(label: str, connections: int, key: str) -> float:
@@ -293,29 +311,39 @@ class Run:
                 )
             )
 
+        def ratio(key: str) -> float:
+            return float(statistics.median(p[key] for p in pairs))
+
         c = plan.connections
         delay = plan.query_delay_ms
-        self.traced_cpu_per_request_s = med("traced", c, "cpu_s_per_1000") / 1000
+        self.traced_cpu_per_request_s = med("standard", c, "cpu_s_per_1000") / 1000
+        self.stack_cpu_s = {label: med(label, c, "cpu_s_per_1000") / 1000 for label in labels}
         self.add(
-            Figure(1, f"traced/untraced throughput, {c} connections",
-                   statistics.median(p["throughput_ratio"] for p in pairs), "", ">=", 0.87),
-            Figure(1, f"  traced throughput, {c} connections", med("traced", c, "rate"), "req/s"),
-            Figure(1, f"  untraced throughput, {c} connections", med("untraced", c, "rate"),
-                   "req/s"),
-            Figure(1, f"traced/untraced CPU per request ({c} conn.)",
-                   statistics.median(p["cpu_ratio"] for p in pairs), "", "<=", 1.15),
-            Figure(1, "  traced CPU per 1000 requests, both tiers",
-                   med("traced", c, "cpu_s_per_1000"), "s"),
-            Figure(1, "  untraced CPU per 1000 requests, both tiers",
-                   med("untraced", c, "cpu_s_per_1000"), "s"),
-            Figure(1, "  traced/untraced CPU per request (serial)",
-                   statistics.median(p["serial_cpu_ratio"] for p in pairs), ""),
-            Figure(1, "serial p50 traced", med("traced", 1, "p50_ms"), "ms"),
-            Figure(1, "serial p99 traced", med("traced", 1, "p99_ms"), "ms"),
+            *(Figure(1, f"  {label}: throughput, {c} connections", med(label, c, "rate"),
+                     "req/s") for label in labels),
+            *(Figure(1, f"  {label}: CPU per 1000 requests, both tiers",
+                     med(label, c, "cpu_s_per_1000"), "s") for label in labels),
+            Figure(1, "standard/stock CPU per request", ratio("standard_stock_cpu"), "", "<=",
+                   0.45),
+            Figure(1, "lean/stock CPU per request", ratio("lean_stock_cpu"), "", "<=", 0.3),
+            Figure(1, f"standard/stock throughput, {c} connections",
+                   ratio("standard_stock_rate"), "", ">=", 2.5),
+            Figure(1, "sampled 10%/untraced CPU per request", ratio("sampled_cpu"), "", "<=",
+                   1.15),
+            Figure(1, f"sampled 10%/untraced throughput, {c} connections",
+                   ratio("sampled_rate"), "", ">=", 0.87),
+            Figure(1, f"standard/untraced throughput, {c} connections",
+                   ratio("throughput_ratio"), ""),
+            Figure(1, "standard/untraced CPU per request", ratio("cpu_ratio"), ""),
+            Figure(1, "  standard/untraced CPU per request (serial)",
+                   ratio("serial_cpu_ratio"), ""),
+            Figure(1, "lean/standard CPU per request", ratio("lean_standard_cpu"), ""),
+            Figure(1, "serial p50 standard", med("standard", 1, "p50_ms"), "ms"),
+            Figure(1, "serial p99 standard", med("standard", 1, "p99_ms"), "ms"),
             Figure(1, "serial p50 untraced", med("untraced", 1, "p50_ms"), "ms"),
             Figure(1, "serial p99 untraced", med("untraced", 1, "p99_ms"), "ms"),
-            Figure(2, f"serial traced p50 - QUERY_DELAY_MS ({delay:g} ms)",
-                   med("traced", 1, "p50_ms") - delay, "ms", "<=", 1.0),
+            Figure(2, f"serial standard p50 - QUERY_DELAY_MS ({delay:g} ms)",
+                   med("standard", 1, "p50_ms") - delay, "ms"),
         )  # fmt: skip
 
     def on_off_cost(self, what: str, on: stack.Tiers, off: stack.Tiers) -> None:
@@ -382,6 +410,31 @@ class Run:
             Figure(1, "    its share of the stack's CPU per request",
                    100 * total / (run["cpu_s_per_1000"] * 1000), "%"),
             Figure(1, "    the same split with no switch (A/A: the noise)", noise, "us"),
+        )  # fmt: skip
+
+    def lean_pieces(self) -> None:
+        """Issue 16: what each lean piece saves of a traced (standard) request's CPU; a piece
+        under 5% is to be deleted. The encoder alone (bench/leancost.py); the spans (and the
+        head stamp they start from) as the rest of lean's saving against standard."""
+        self.say("lean mode's encoder alone ...")
+        cost = leancost.measure(requests=256 if self.plan is QUICK else 2048)
+        standard = self.stack_cpu_s.get("standard", 0.0) * 1e9
+        lean = self.stack_cpu_s.get("lean", 0.0) * 1e9
+        if not standard:
+            return
+        encoder_share = 100 * cost.saved_ns / standard
+        spans_share = 100 * ((standard - lean) - cost.saved_ns) / standard
+        self.rounds["lean_pieces"] = {
+            "sdk_encode_ns": cost.sdk_ns, "lean_encode_ns": cost.lean_ns,
+            "standard_ns": standard, "lean_ns": lean,
+        }  # fmt: skip
+        self.add(
+            Figure(1, "lean encoder: saving per request, % of a standard request's CPU",
+                   encoder_share, "%", ">=", 5),
+            Figure(1, "  OTLP encoding per request (5 spans), SDK vs lean",
+                   cost.sdk_ns / 1000, "us", note=f"lean {cost.lean_ns / 1000:.1f} us"),
+            Figure(1, "lean spans + head stamp: saving, % of a standard request's CPU",
+                   spans_share, "%", ">=", 5),
         )  # fmt: skip
 
     # -- item 4
@@ -463,14 +516,14 @@ class Run:
     # -- item 3
 
     def floor_traffic(self, lab: stack.Tiers) -> list[dict[str, Any]]:
-        self.say(f"remote-calls floor: {self.plan.rounds} serial runs on the lab stack ...")
+        self.say(f"remote-calls floor: {self.plan.rounds} serial runs on {lab.label} ...")
         windows = []
         for i in range(self.plan.rounds):
             run = self._load(lab, 1, self.plan.floor_s)
             windows.append({"round": i + 1, **run})
         return windows
 
-    def floor(self, query: str, windows: list[dict[str, Any]]) -> None:
+    def floor(self, query: str, windows: list[dict[str, Any]], mode: str, limit: float) -> None:
         with JaegerQuery(query) as source:
             for w in windows:
                 start, end = int(w["started"] * 1e9), int(w["ended"] * 1e9)
@@ -484,16 +537,16 @@ class Run:
                     w[f"{name.replace(' ', '_')}_p50_ms"] = (
                         summary["components"].get(name, {}).get("p50", 0) / MS
                     )
-        self.rounds["floor"] = windows
+        self.rounds[f"floor_{mode}"] = windows
         self.say(
-            "  remote p50 per round: "
+            f"  {mode}: remote p50 per round: "
             + ", ".join(f"{w['remote_p50_ms']:.3f}" for w in windows)
             + " ms"
         )
         self.add(
-            Figure(3, "remote-calls floor p50 (webtier->apitier)",
-                   statistics.median(w["remote_p50_ms"] for w in windows), "ms", "<=", 0.3),
-            Figure(3, "remote-calls floor p99 (webtier->apitier)",
+            Figure(3, f"remote-calls floor p50, {mode} (webtier->apitier)",
+                   statistics.median(w["remote_p50_ms"] for w in windows), "ms", "<=", limit),
+            Figure(3, f"remote-calls floor p99, {mode} (webtier->apitier)",
                    statistics.median(w["remote_p99_ms"] for w in windows), "ms"),
         )  # fmt: skip
 
@@ -665,6 +718,32 @@ ON_OFF: dict[str, tuple[str, str, float | None]] = {
     "metrics": ("metrics on/off", "issue 8", 0.97),
     "control": ("control: twin stacks a/b", "the noise floor", None),
 }
+
+
+def _stack_ratios(
+    loaded: dict[str, dict[str, Any]], serial: dict[str, dict[str, Any]]
+) -> dict[str, float]:
+    """One round's ratios between the five stacks (issue 16's targets, and the old
+    traced/untraced ones kept for reference)."""
+
+    def cpu(label: str) -> float:
+        return float(loaded[label]["cpu_s_per_1000"])
+
+    def rate(label: str) -> float:
+        return float(loaded[label]["rate"])
+
+    return {
+        "standard_stock_cpu": cpu("standard") / cpu("stock"),
+        "lean_stock_cpu": cpu("lean") / cpu("stock"),
+        "standard_stock_rate": rate("standard") / rate("stock"),
+        "sampled_cpu": cpu("sampled") / cpu("untraced"),
+        "sampled_rate": rate("sampled") / rate("untraced"),
+        "throughput_ratio": rate("standard") / rate("untraced"),
+        "cpu_ratio": cpu("standard") / cpu("untraced"),
+        "lean_standard_cpu": cpu("lean") / cpu("standard"),
+        "serial_cpu_ratio": serial["standard"]["cpu_s_per_1000"]
+        / serial["untraced"]["cpu_s_per_1000"],
+    }
 
 
 def _grouped(spans: list[Span]) -> list[list[Span]]:

@@ -170,12 +170,14 @@ def tiers(
     otel: Mapping[str, str],
     web_cpus: set[int] | None,
     api_cpus: set[int] | None,
+    modules: tuple[str, str] = ("webtier", "apitier"),
 ) -> Tiers:
-    """OTEL_* in `otel` (e.g. OTEL_SDK_DISABLED=true, or the endpoint) for both tiers."""
+    """OTEL_* in `otel` (e.g. OTEL_SDK_DISABLED=true, or the endpoint) for both tiers;
+    `modules`, the web and API tiers' (bench.stock's for the anchor)."""
     web_port, api_port = free_port(), free_port()
     api = Proc(
         f"{label}-apitier",
-        ["apitier"],
+        [modules[1]],
         {**otel, "HOST": HOST, "PORT": str(api_port), "QUERY_DELAY_MS": f"{query_delay_ms:g}"},
         url(api_port, "/healthz"),
         logs,
@@ -183,7 +185,7 @@ def tiers(
     )
     web = Proc(
         f"{label}-webtier",
-        ["webtier"],
+        [modules[0]],
         {**otel, "HOST": HOST, "PORT": str(web_port), "API_URL": url(api_port)},
         url(web_port, "/healthz"),
         logs,

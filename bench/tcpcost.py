@@ -23,8 +23,8 @@ from opentelemetry.trace import SpanKind, Tracer
 from opentelemetry.util.types import AnyValue
 from prometheus_client import CollectorRegistry
 
-from tierkit.metrics import OutboundMetrics
 from tierkit.lean.encoder import Encoder
+from tierkit.metrics import OutboundMetrics
 from tierkit.tcpinfo import TCP_INFO, Testimony, Witness
 
 # What the tiers' spans carry besides the testimony (contrib's HTTP spans, tierkit.exchange).
