@@ -9,10 +9,12 @@ the actual send would hide it (coordinated omission; wrk2 measures the same way)
 Outstanding requests are bounded: one due while `max_inflight` are outstanding is not sent but
 counted as an error of kind DROPPED, so the schedule never slows down and nothing queues.
 
-Per-request work is kept small, so that the generator is not what saturates first: requests go
-through tierkit's lean HTTP/1.1 pool (httpx cost 1 to 2 ms of CPU per request here, which at
-200 req/s is most of a core), and one scheduler task sleeps to each deadline and starts one task
-per request.
+Requests go through one aiohttp ClientSession: a well-kept client, whose TCPConnector pool (its
+limit the max in flight, connections kept alive) is the same one the web tier's httpx transport
+(httpx-aiohttp) sends through, and whose C parser keeps a request's CPU small, so that the
+generator is not what saturates first (httpx's own transport cost 1 to 2 ms of CPU per request
+here, which at 200 req/s is most of a core). One scheduler task sleeps to each deadline and starts
+one task per request.
 """
 
 import asyncio
@@ -26,15 +28,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import httpx
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
-from tierkit.http1 import Http1Pool, Timeouts
-
-# Error kinds besides "4xx"/"5xx" (by status class) and httpx exception class names.
+# Error kinds besides "4xx"/"5xx" (by status class) and, for anything unforeseen, the exception's
+# class name.
 DROPPED = "dropped (max in-flight)"
 TIMEOUT = "timeout"
 CONNECT = "connect"
+# The server closed or reset the connection before the whole answer came, or sent one that is not
+# HTTP. httpx's name for it, which this kind has always been called here: runs stay comparable.
+PROTOCOL = "RemoteProtocolError"
 # Requests abandoned by a second stop(), or when run() itself is cancelled.
 CANCELLED = "cancelled (stopped)"
 
@@ -54,6 +59,10 @@ _DRAIN_SLACK_S = 1.0
 
 # Unless the caller sets one: lets a server's logs tell this traffic apart.
 _USER_AGENT = ("User-Agent", "netgap-load")
+
+# aiohttp's defaults that this traffic does without: compressed answers (the server's work to
+# compress and ours to inflate are not what is measured) and cookies (each request stands alone).
+_SKIP_AUTO_HEADERS = ("Accept-Encoding",)
 
 
 @dataclass(frozen=True)
@@ -97,7 +106,7 @@ class LoadResult:
     elapsed_s: float  # from the first request's due time until sending stopped
     sent: int
     ok: int  # 2xx and 3xx answers
-    errors: dict[str, int]  # by kind: "5xx", TIMEOUT, CONNECT, DROPPED, httpx class names...
+    errors: dict[str, int]  # by kind: "5xx", TIMEOUT, CONNECT, PROTOCOL, DROPPED...
     latency_ms: dict[str, float | None]  # PERCENTILES and "max", of the answered requests
     # How late the latest request went out: near 0 unless the generator itself fell behind.
     send_lag_max_ms: float
@@ -191,24 +200,28 @@ class _Target:
     """The request, prepared once: what each send needs and nothing to parse again."""
 
     def __init__(self, config: LoadConfig) -> None:
-        url = httpx.URL(config.url)
-        self.scheme = url.scheme
-        self.host = url.host
-        self.port = url.port or (443 if url.scheme == "https" else 80)
-        self.path = url.raw_path.decode("ascii")
+        self.url = config.url
+        self.tls = config.url.startswith("https://")
         names = {name.lower() for name, _ in config.headers}
-        headers = [*([] if "user-agent" in names else [_USER_AGENT]), *config.headers]
-        self.headers = [(name.encode(), value.encode()) for name, value in headers]
-        # No per-step timeouts: each request is bounded whole by asyncio.timeout in _get.
-        self.timeouts = Timeouts()
+        self.headers = (*(() if "user-agent" in names else (_USER_AGENT,)), *config.headers)
 
-    def pool(self, max_inflight: int) -> Http1Pool:
-        return Http1Pool(
-            max_connections=max_inflight,
-            max_keepalive=max_inflight,
-            keepalive_expiry_s=None,
+    def session(self, max_inflight: int) -> aiohttp.ClientSession:
+        """One pool for the run: at most `max_inflight` connections (one per request in flight),
+        each kept alive for the next request."""
+        connector = aiohttp.TCPConnector(
+            limit=max_inflight,
+            limit_per_host=0,
             # One context for all (each costs ~40 ms to build); it honours SSL_CERT_FILE/DIR.
-            ssl_context=httpx.create_ssl_context() if self.scheme == "https" else None,
+            ssl=httpx.create_ssl_context() if self.tls else True,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            # None: each request is bounded whole, its body included, by asyncio.timeout in _get.
+            timeout=aiohttp.ClientTimeout(),
+            skip_auto_headers=_SKIP_AUTO_HEADERS,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,  # no proxy from the environment: the URL is what is measured
         )
 
 
@@ -293,11 +306,11 @@ class LoadGenerator:
             raise RuntimeError("a LoadGenerator runs once; make a new one")
         config = self.config
         target = _Target(config)
-        pool = target.pool(config.max_inflight)
+        session = target.session(config.max_inflight)
         self._started_at = start = time.monotonic()
         if self._on_interval is not None:
             self._next_report = start + config.interval_s
-        self._scheduler = asyncio.create_task(self._schedule(target, pool, start))
+        self._scheduler = asyncio.create_task(self._schedule(target, session, start))
         if self._stops:
             self._scheduler.cancel()
         try:
@@ -315,7 +328,7 @@ class LoadGenerator:
             for leftover in leftovers:
                 leftover.cancel()
             await asyncio.gather(*leftovers, return_exceptions=True)
-            await pool.aclose()
+            await session.close()
         total = self._total
         return LoadResult(
             config=config,
@@ -327,7 +340,9 @@ class LoadGenerator:
             send_lag_max_ms=self._send_lag_max_s * 1000,
         )
 
-    async def _schedule(self, target: _Target, pool: Http1Pool, start: float) -> None:
+    async def _schedule(
+        self, target: _Target, session: aiohttp.ClientSession, start: float
+    ) -> None:
         config = self.config
         duration = config.duration_s
         inflight = self._inflight
@@ -340,7 +355,7 @@ class LoadGenerator:
                 for tally in self._tallies:
                     tally.errors[DROPPED] += 1
             else:
-                task = asyncio.create_task(self._request(target, pool, due))
+                task = asyncio.create_task(self._request(target, session, due))
                 inflight.add(task)
                 task.add_done_callback(inflight.discard)
                 for tally in self._tallies:
@@ -366,14 +381,14 @@ class LoadGenerator:
             else:
                 return late
 
-    async def _request(self, target: _Target, pool: Http1Pool, due: float) -> None:
+    async def _request(self, target: _Target, session: aiohttp.ClientSession, due: float) -> None:
         now = time.monotonic()
         if now - due > self._send_lag_max_s:
             self._send_lag_max_s = now - due
         # Sent a little early (see _EARLY_S), the latency counts from the real send.
         start = min(due, now)
         try:
-            status = await self._get(target, pool)
+            status = await self._get(target, session)
         except asyncio.CancelledError:
             self._count_error(CANCELLED)
             raise
@@ -388,27 +403,35 @@ class LoadGenerator:
                 tally.errors[f"{status // 100}xx"] += 1
             tally.latencies.record(seconds)
 
-    async def _get(self, target: _Target, pool: Http1Pool) -> int | str:
-        """The answer's status code, or the kind of error."""
+    async def _get(self, target: _Target, session: aiohttp.ClientSession) -> int | str:
+        """The answer's status code once its body is read whole, or the kind of error."""
         try:
-            # The pool's timeouts are per step; this one bounds the whole exchange.
-            async with asyncio.timeout(self.config.timeout_s):
-                response = await pool.request(
-                    "GET",
-                    target.scheme,
-                    target.host,
-                    target.port,
-                    target.path,
-                    target.headers,
-                    timeouts=target.timeouts,
-                )
-        except (TimeoutError, httpx.TimeoutException):
+            async with (
+                asyncio.timeout(self.config.timeout_s),
+                session.get(target.url, headers=target.headers, allow_redirects=False) as response,
+            ):
+                content = response.content
+                while await content.readany():
+                    pass
+                return response.status
+        # aiohttp's timeouts (ServerTimeoutError, ConnectionTimeoutError) are TimeoutErrors too.
+        except TimeoutError:
             return TIMEOUT
-        except httpx.ConnectError:
+        # Refused, unreachable, name not found, TLS handshake or certificate refused.
+        except aiohttp.ClientConnectorError:
             return CONNECT
+        # Connected, then: closed or reset without an answer (after aiohttp sent the GET once more,
+        # as RFC 9112 allows for idempotent requests), a body cut short or badly framed, or an
+        # answer that is not HTTP.
+        except (
+            aiohttp.ServerDisconnectedError,
+            aiohttp.ClientOSError,
+            aiohttp.ClientPayloadError,
+            aiohttp.ClientResponseError,
+        ):
+            return PROTOCOL
         except Exception as exc:  # whatever fails, it is this request's outcome, not the run's
             return type(exc).__name__
-        return response.status
 
     def _count_error(self, kind: str) -> None:
         for tally in self._tallies:

@@ -4,7 +4,9 @@ fixes them; timing only with wide margins."""
 
 import asyncio
 import itertools
+import socket
 import statistics
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +18,7 @@ from netgap.loadgen import (
     CANCELLED,
     CONNECT,
     DROPPED,
+    PROTOCOL,
     TIMEOUT,
     IntervalStats,
     LoadConfig,
@@ -37,10 +40,12 @@ class Server:
     def __init__(self, delay: Callable[[int], float]) -> None:
         self.delay = delay
         self.count = 0
+        self.connections = 0
         self.heads: list[bytes] = []
         self.url = ""
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -206,11 +211,101 @@ def test_no_answer_within_the_timeout_counts_as_timeout() -> None:
     assert time.monotonic() - started < 0.25 + 0.2 + 2.0
 
 
-def test_other_transport_errors_count_by_httpx_class_name() -> None:
+def test_a_body_cut_short_counts_as_protocol_under_httpx_name() -> None:
     # The server promises 100 bytes, sends 5 and hangs up.
     with raw_http_server(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort") as url:
         result = load(f"{url}/", rate=20, duration_s=0.25)
     assert result.errors == {"RemoteProtocolError": 5}
+    assert PROTOCOL == "RemoteProtocolError"  # the kind's name in every earlier run's output
+
+
+def test_an_answer_that_is_not_http_counts_as_protocol() -> None:
+    with raw_http_server(b"SSH-2.0-OpenSSH_9.6\r\n\r\n") as url:
+        result = load(f"{url}/", rate=20, duration_s=0.25)
+    assert result.errors == {PROTOCOL: 5}
+    assert result.ok == 0
+
+
+@contextmanager
+def hanging_up(*, reset: bool) -> Iterator[str]:
+    """A server that accepts each connection and at once closes it, without reading; with
+    `reset`, it reads the request's head, then resets the connection (an RST, not a FIN).
+    It never answers. Yields its URL."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    url = ""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if reset:
+                # Reset at accept, the RST could race the client's connect and fail that.
+                await reader.readuntil(b"\r\n\r\n")
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        nonlocal url
+        listener = await asyncio.start_server(handle, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+        ready.set()
+        async with listener:
+            await listener.serve_forever()
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(main())
+        except asyncio.CancelledError:
+            pass
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(5)
+    try:
+        yield url
+    finally:
+        loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
+        thread.join(5)
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["close", "reset"])
+def test_a_server_that_hangs_up_counts_as_errors_at_once_not_timeouts(reset: bool) -> None:
+    started = time.monotonic()
+    with hanging_up(reset=reset) as url:
+        result = load(url, rate=20, duration_s=0.25, timeout_s=5.0)
+    took = time.monotonic() - started
+    assert result.sent == 5
+    assert result.errors == {PROTOCOL: 5}
+    assert result.ok == 0
+    assert result.all_failed
+    assert took < 2.0  # each failed when the server hung up, not at the 5 s timeout
+
+
+def test_connections_are_kept_alive_and_reused() -> None:
+    # 100 requests answered at once: a handful of connections carry them all.
+    with serve() as server:
+        result = load(server.url, rate=100, duration_s=1)
+    assert result.ok == 100
+    assert 1 <= server.connections <= 10
+
+
+def test_max_inflight_bounds_the_connections_too() -> None:
+    # Every answer is held 300 ms: at 50 req/s about 15 would be in flight, but only 3 may be,
+    # over 3 connections at most, and the schedule drops the rest rather than queueing them.
+    with serve(lambda n: 0.3) as server:
+        result = load(server.url, rate=50, duration_s=1, max_inflight=3)
+    dropped = result.errors.get(DROPPED, 0)
+    assert result.errors == {DROPPED: dropped}
+    assert result.sent + dropped == 50
+    assert result.ok == result.sent == server.count
+    assert server.connections <= 3
+    assert result.latency_ms["p50"] is not None
+    assert result.latency_ms["p50"] < 450  # sent when due: held 300 ms, never queued behind
 
 
 def test_headers_are_sent_as_given() -> None:
@@ -221,6 +316,9 @@ def test_headers_are_sent_as_given() -> None:
     assert len(server.heads) == 4
     for head in server.heads[:2]:
         lines = head.decode().lower().splitlines()
+        assert lines[0] == "get / http/1.1"
+        # Nothing asks for a compressed answer, which the server would spend CPU on.
+        assert not [line for line in lines if line.startswith("accept-encoding")]
         assert [line for line in lines if line.startswith("x-netgap-test")] == [
             "x-netgap-test: a",
             "x-netgap-test: b",
