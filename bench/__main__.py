@@ -2,12 +2,16 @@
 
     python -m bench [--quick] [--out .bench/results.json]
 
-1. traced vs untraced (OTEL_SDK_DISABLED=true) web -> API: throughput at 32 connections,
-   serial p50/p99, CPU seconds per 1000 requests of both tiers (/proc/PID/stat); metrics
-   on/off and a control pair of identical stacks; TCP_INFO's cost alone (bench/tcpcost.py)
+1. five stacks web -> API side by side (issue 16): the stock anchor (bench/stock: every
+   library's defaults), untraced (OTEL_SDK_DISABLED=true), standard (the default tracing
+   mode), lean (TRACING_MODE=lean) and standard at 10% head sampling: throughput at 32
+   connections and CPU seconds per 1000 requests of both tiers (/proc/PID/stat), their
+   ratios against their targets, serial p50/p99; each lean piece's saving (the encoder
+   alone, bench/leancost.py); metrics on/off and a control pair of identical stacks; TCP_INFO's cost alone (bench/tcpcost.py)
    and in place (one stack switching it on and off inside each tier, bench/toggle/);
 2. the serial traced p50 above the simulated query (QUERY_DELAY_MS);
-3. the remote-calls floor webtier->apitier on loopback (from the traces, via the collector);
+3. the remote-calls floor webtier->apitier on loopback, standard and lean (from the traces,
+   via the collector);
 4. the fault proxy with no faults vs direct: added p50, throughput ratio (HTTP, wrk), and the
    raw-socket figures of tests/netgap/fault/bench.py;
 5. collector ingest (spans/s, one core) and breakdown speed (traces/s from the store);

@@ -118,9 +118,9 @@ def details(rounds: dict[str, Any]) -> str:
 
     tracing = rounds.get("tracing")
     if tracing:
-        out.append("\nper round (traced vs untraced, order alternating):")
+        out.append("\nper round (the five stacks, order rotating):")
         runs = tracing["runs"]
-        for label in ("traced", "untraced"):
+        for label in dict.fromkeys(r["stack"] for r in runs):
             for c in sorted({r["connections"] for r in runs}, reverse=True):
                 mine = [r for r in runs if r["stack"] == label and r["connections"] == c]
                 out.append(
@@ -131,11 +131,8 @@ def details(rounds: dict[str, Any]) -> str:
                     f" | other CPU s {series([r['other_cpu_s'] for r in mine], '.1f')}"
                 )
         pairs = tracing["pairs"]
-        out.append(
-            f"  ratios: throughput {series([p['throughput_ratio'] for p in pairs], '.3f')}"
-            f" | CPU/request {series([p['cpu_ratio'] for p in pairs], '.3f')}"
-            f" | serial CPU/request {series([p['serial_cpu_ratio'] for p in pairs], '.3f')}"
-        )
+        for key in pairs[0] if pairs else ():
+            out.append(f"  {key:20s} {series([p[key] for p in pairs], '.3f')}")
     proxy = rounds.get("proxy")
     if proxy:
         out.append("proxy vs direct (wrk to the API tier, QUERY_DELAY_MS=0, untraced):")
@@ -173,9 +170,11 @@ def details(rounds: dict[str, Any]) -> str:
                 f"on - off {f['cost_us']:.1f} us | A/A {f['aa_us']:.1f} us "
                 f"| {f['windows']} windows"
             )
-    floor = rounds.get("floor")
-    if floor:
-        out.append("remote-calls floor (serial wrk on the traced lab stack, from its traces):")
+    for mode in ("standard", "lean"):
+        floor = rounds.get(f"floor_{mode}")
+        if not floor:
+            continue
+        out.append(f"remote-calls floor, {mode} (serial wrk on its lab stack, from its traces):")
         out.append(
             f"  traces {series([w['traces'] for w in floor], 'd')}"
             f" | remote p50 ms {series([w['remote_p50_ms'] for w in floor], '.3f')}"

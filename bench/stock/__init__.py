@@ -5,7 +5,9 @@ FastAPI + uvicorn, `FastAPIInstrumentor.instrument_app(app)` (receive/send spans
 httpx's `AsyncClient` with its default transport instrumented by
 `HTTPXClientInstrumentor.instrument_client`, the SDK's `BatchSpanProcessor` and OTLP/HTTP
 exporter configured by OTEL_* alone, old or new HTTP semantic conventions as the environment
-says. The same work as the tiers: `GET /` on the API runs `api-handler` > `fast-query` (an
+says, and FastAPI 0.16x's own native OpenTelemetry left on, as its defaults have it (it adds
+spans and metrics of its own beside contrib's: what a user who follows both docs gets). The
+same work as the tiers: `GET /` on the API runs `api-handler` > `fast-query` (an
 awaited QUERY_DELAY_MS) and answers the greeting; the web tier calls it and renders it with
 Jinja2. Run as `python -m bench.stock.api` / `python -m bench.stock.web` (HOST, PORT, API_URL,
 QUERY_DELAY_MS); `GET /healthz` for the bench's start check. Never imports netgap or tierkit.
@@ -15,22 +17,12 @@ import os
 
 import uvicorn
 from fastapi import FastAPI
-from fastapi.telemetry import TelemetryConfig
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-# FastAPI 0.16x's own OpenTelemetry would add a second SERVER span under contrib's; every stack
-# of the bench has it off, so each traces one request as contrib does.
-NO_NATIVE_TELEMETRY: TelemetryConfig = {
-    "tracing": False,
-    "metrics": False,
-    "logs": False,
-    "auto_configure": False,
-}
 
 
 def provider(service: str) -> TracerProvider:

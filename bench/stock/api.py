@@ -6,11 +6,11 @@ import os
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
-from bench.stock import NO_NATIVE_TELEMETRY, instrumented, provider, serve
+from bench.stock import instrumented, provider, serve
 
 tracer = provider("apitier").get_tracer("apitier")
 delay_s = float(os.environ.get("QUERY_DELAY_MS", "2")) / 1000
-app = FastAPI(telemetry=NO_NATIVE_TELEMETRY)
+app = FastAPI()
 
 
 @app.get("/", response_class=PlainTextResponse)

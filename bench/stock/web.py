@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from jinja2 import Environment
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-from bench.stock import NO_NATIVE_TELEMETRY, instrumented, provider, serve
+from bench.stock import instrumented, provider, serve
 
 provider("webtier")
 API_URL = os.environ.get("API_URL", "http://127.0.0.1:8801/")
@@ -26,7 +26,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
         yield {"client": client}
 
 
-app = FastAPI(lifespan=lifespan, telemetry=NO_NATIVE_TELEMETRY)
+app = FastAPI(lifespan=lifespan)
 
 
 @app.get("/", response_class=HTMLResponse)
