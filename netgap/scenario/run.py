@@ -315,9 +315,9 @@ def _warm_up(web_url: str) -> None:
 
 def measure_exchange(config: ScenarioConfig, lab: kernel.Overlay | None = None) -> model.Exchange:
     """The bytes of one exchange as the web tier makes it: its request rebuilt from httpx's
-    default headers and a traceparent (what the web tier's client sends: httpx's headers, which
-    httpx-aiohttp hands to aiohttp), and the API
-    tier's real answer to it, read off the socket."""
+    default headers and a traceparent (what the web tier's client sends: httpx's headers,
+    which httpx-aiohttp hands to aiohttp), and the API tier's real answer to it, read off the
+    socket."""
     request = web_tier_request(_api_url(config, lab))
     address = (_api_host(config, lab), config.ports.api)
     try:
