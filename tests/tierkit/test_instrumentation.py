@@ -5,11 +5,22 @@ instrumentation (`opentelemetry-instrument`, as the OpenTelemetry Operator injec
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from netgap import model
 from netgap.breakdown import break_down
-from tests.harness import CLIENT, INTERNAL, SERVER, OtlpReceiver, Span, one_trace
+from tests.harness import (
+    CLIENT,
+    INTERNAL,
+    SERVER,
+    OtlpReceiver,
+    Span,
+    api_tier,
+    one_trace,
+    running,
+    web_tier,
+)
 
 INSTRUMENT = str(Path(sys.executable).parent / "opentelemetry-instrument")
 FASTAPI_SCOPE = "opentelemetry.instrumentation.fastapi"
@@ -134,3 +145,35 @@ def test_zero_code_breakdown_matches_the_default_modes(
         "webtier->apitier remote",
         "apitier self",
     ]
+
+
+def test_the_users_otel_variables_work_as_contrib_documents_them(
+    tmp_path: Path, receiver: OtlpReceiver
+) -> None:
+    # The user's own semconv choice wins over our default (here: old and new names both),
+    # their excluded URLs add to ours, and url.full is redacted as contrib redacts it.
+    env = {
+        "OTEL_SEMCONV_STABILITY_OPT_IN": "http/dup",
+        "OTEL_PYTHON_FASTAPI_EXCLUDED_URLS": "/private",
+    }
+    with (
+        running(api_tier(tmp_path, receiver, **env)) as api,
+        running(web_tier(tmp_path, receiver, f"{api.url}/?sig=secret-value", **env)) as web,
+    ):
+        traced = httpx.get(f"{web.url}/", timeout=10)
+        hidden = httpx.get(f"{api.url}/private", timeout=10)
+        health = httpx.get(f"{web.url}/healthz", timeout=10)
+        trace_id = traced.headers["traceresponse"].split("-")[1]
+        receiver.wait_for_trace(trace_id, 5)
+    assert hidden.status_code == 404
+    assert health.status_code == 200
+    assert "traceresponse" not in hidden.headers
+    assert "traceresponse" not in health.headers
+    spans = receiver.snapshot()
+    assert {s.trace_id for s in spans} == {trace_id}  # nothing from /private or /healthz
+    server = next(s for s in spans if s.kind == SERVER and s.service == "webtier")
+    assert server.attributes["http.method"] == "GET"  # the old name, beside
+    assert server.attributes["http.request.method"] == "GET"  # the stable one
+    client = next(s for s in spans if s.kind == CLIENT)
+    assert "secret-value" not in client.attributes["url.full"]
+    assert "sig=REDACTED" in client.attributes["url.full"]
