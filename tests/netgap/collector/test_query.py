@@ -1,6 +1,7 @@
 """Jaeger's query API v3 over HTTP: parameters, matching, errors, stable bodies."""
 
 import json
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -132,10 +133,9 @@ def test_search_window_and_durations(api: httpx.Client, stored: list[list[Span]]
 
 
 def _plus_two_hours(ns: int) -> str:
-    utc = format_rfc3339_ns(ns)  # ...THH:MM:SS.fffffffffZ
-    hour = int(utc[11:13])
-    assert hour < 22, "the test needs no date change"
-    return f"{utc[:11]}{hour + 2:02d}{utc[13:-1]}+02:00"
+    """The instant `ns` written in UTC+02:00 (the next day's date after 22:00 UTC)."""
+    local = datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone(timedelta(hours=2)))
+    return f"{local:%Y-%m-%dT%H:%M:%S}.{ns % 1_000_000_000:09d}+02:00"
 
 
 def test_search_by_attributes(api: httpx.Client, collector: Collector) -> None:
