@@ -1,5 +1,6 @@
 """Jaeger's query API v3 over HTTP: parameters, matching, errors, stable bodies."""
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -132,10 +133,10 @@ def test_search_window_and_durations(api: httpx.Client, stored: list[list[Span]]
 
 
 def _plus_two_hours(ns: int) -> str:
-    utc = format_rfc3339_ns(ns)  # ...THH:MM:SS.fffffffffZ
-    hour = int(utc[11:13])
-    assert hour < 22, "the test needs no date change"
-    return f"{utc[:11]}{hour + 2:02d}{utc[13:-1]}+02:00"
+    """The instant `ns` written at +02:00: the next day's date from 22:00 UTC on."""
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    local = dt.datetime.fromtimestamp(seconds, dt.timezone(dt.timedelta(hours=2)))
+    return f"{local:%Y-%m-%dT%H:%M:%S}.{fraction:09d}+02:00"
 
 
 def test_search_by_attributes(api: httpx.Client, collector: Collector) -> None:
