@@ -15,7 +15,7 @@ import pytest
 
 from netgap.collector.server import Address
 from netgap.fault.control import ControlServer
-from netgap.fault.proxy import FaultProxy
+from netgap.fault.proxy import CONNECT_TIMEOUT_S, FaultProxy
 from netgap.fault.spec import Faults
 
 T = TypeVar("T")
@@ -135,12 +135,14 @@ def running_proxy(
     seed: int | None = None,
     control: bool = False,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
 ) -> Iterator[RunningProxy]:
     """`loop_factory=uvloop.new_event_loop` for the loop `netgap fault proxy` runs on."""
     loop = loop_factory()
     thread = threading.Thread(target=loop.run_forever, name="fault-proxy", daemon=True)
     thread.start()
-    running = RunningProxy(FaultProxy(LOCAL, upstream, faults, seed=seed), loop)
+    proxy = FaultProxy(LOCAL, upstream, faults, seed=seed, connect_timeout_s=connect_timeout_s)
+    running = RunningProxy(proxy, loop)
     try:
         running.call(running.proxy.start())
         if control:
