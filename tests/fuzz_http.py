@@ -10,6 +10,7 @@ server still answers a normal request afterwards.
 import contextlib
 import re
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -106,6 +107,16 @@ def assert_survived(tier: Tier, request: bytes, response: RawResponse) -> None:
     assert tier.proc.poll() is None, f"{tier.module} exited after {shown!r}:\n{tier.logs()}"
     normal = httpx.get(f"{tier.url}/", timeout=EXCHANGE_TIMEOUT_S)
     assert normal.status_code == 200, f"after {shown!r}: {normal.status_code} {normal.text}"
+
+
+@contextlib.contextmanager
+def no_traceback_logged(tier: Tier) -> Iterator[None]:
+    """What `tier` logs while the block runs holds no traceback. Around a whole @given run, not
+    per example: a traceback logged after its answer went out still counts, in this test."""
+    start = len(tier.logs())
+    yield
+    logged = tier.logs()[start:]
+    assert "Traceback" not in logged, f"{tier.module} logged a traceback:\n{logged[-4000:]}"
 
 
 # -- strategies -----------------------------------------------------------------------------

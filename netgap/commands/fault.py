@@ -32,7 +32,7 @@ from netgap.fault.control import (
     faults_url,
     put_faults,
 )
-from netgap.fault.proxy import FaultProxy, check_upstream
+from netgap.fault.proxy import CONNECT_TIMEOUT_S, FaultProxy
 from netgap.fault.spec import (
     DIRECTIONS,
     PRESETS,
@@ -47,7 +47,6 @@ FIELDS = ("latency", "jitter", "rate", "loss", "reset", "direction")
 # The default of every fault flag: `--rate none` stores None, so None cannot mean "not given".
 _UNSET: Any = object()
 DEFAULT_CONTROL = f"127.0.0.1:{DEFAULT_PORT}"
-UPSTREAM_CHECK_TIMEOUT_S = 5.0
 
 PROXY_HELP = """Relay TCP from --listen to --upstream, with faults.
 
@@ -57,9 +56,16 @@ all connections together, as a shaped interface does. A --loss'd chunk arrives l
 retransmission timeout (200 ms plus the round trip the faults add, doubling while the
 retransmission is lost too); --reset closes a connection with RST, per chunk forwarded.
 
+The upstream need not be up: the proxy starts anyway, and each client connection is dialled
+through when it arrives. While the upstream is down, a client connection is reset as soon as
+its dial fails (at once when the upstream refuses, after --connect-timeout when it does not
+answer), not held until the upstream comes back, as toxiproxy closes it. One line is logged
+when an outage begins and one when it ends; traffic flows again as soon as the upstream
+listens, with no restart, and the control API answers throughout.
+
 The control API (--control, toxiproxy's port by default; off to go without) takes
-GET/PUT/DELETE on /faults. SIGTERM or Ctrl-C stops (exit 0). Exit 2 for bad flags or an
-upstream that does not accept a connection at start-up.
+GET/PUT/DELETE on /faults. SIGTERM or Ctrl-C stops (exit 0). Exit 2 for bad flags or a
+--listen or --control address it cannot listen on.
 """
 SET_HELP = """Change the faults of a running `netgap fault proxy`.
 
@@ -124,6 +130,15 @@ def _add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
         default=parse_address(DEFAULT_CONTROL),
         metavar="HOST:PORT",
         help=f"the control API's listener, or off ({DEFAULT_CONTROL})",
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=_connect_timeout,
+        default=CONNECT_TIMEOUT_S,
+        metavar="TIME",
+        help="how long a dial to the upstream may go unanswered before the client's connection"
+        f" is reset: 2s, 500ms, a number of ms ({CONNECT_TIMEOUT_S:g}s); a refusal resets it at"
+        " once",
     )
     _add_fault_arguments(parser)
     parser.add_argument(
@@ -292,6 +307,16 @@ def _address(text: str) -> Address:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _connect_timeout(text: str) -> float:
+    try:
+        seconds = parse_duration_s(text, "connect-timeout")
+    except FaultSpecError as exc:
+        raise argparse.ArgumentTypeError(_without_field(str(exc), "connect-timeout")) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text.strip()}")
+    return seconds
+
+
 def _control_address(text: str) -> Address | None:
     return None if text.strip().lower() == "off" else _address(text)
 
@@ -332,7 +357,13 @@ def _run_proxy(args: argparse.Namespace) -> int:
     faults = faults_from_args(args)
     logging.basicConfig(level=logging.WARNING, format="netgap fault proxy: %(message)s")
     logging.getLogger("netgap.fault").setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    proxy = FaultProxy(args.listen, args.upstream, faults, seed=args.seed)
+    proxy = FaultProxy(
+        args.listen,
+        args.upstream,
+        faults,
+        seed=args.seed,
+        connect_timeout_s=args.connect_timeout,
+    )
     control = ControlServer(proxy, args.control) if args.control is not None else None
     aio.run(_serve(proxy, control))
     return 0
@@ -343,28 +374,22 @@ async def _serve(proxy: FaultProxy, control: ControlServer | None) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await _check_upstream(proxy.upstream)
+    probe: asyncio.Task[bool] | None = None
     try:
         await _start(proxy.start(), "--listen", proxy.listen)
         if control is not None:
             await _start(control.start(), "--control", control.address)
         print(_ready_line(proxy, control), file=sys.stderr, flush=True)
+        # After the ready line: an upstream that is down is said on the next one, and waiting
+        # for its answer holds up neither the listeners nor the control API.
+        probe = loop.create_task(proxy.probe_upstream())
         await stop.wait()
     finally:
+        if probe is not None:
+            probe.cancel()
         if control is not None:
             await control.stop()
         await proxy.stop()
-
-
-async def _check_upstream(upstream: Address) -> None:
-    try:
-        await check_upstream(upstream, UPSTREAM_CHECK_TIMEOUT_S)
-    except (OSError, TimeoutError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "no answer"
-        raise UsageError(
-            f"--upstream {upstream}: cannot connect ({reason})",
-            hint="start the server first, or check the address",
-        ) from None
 
 
 async def _start(starting: Coroutine[Any, Any, None], flag: str, address: Address) -> None:

@@ -1,7 +1,11 @@
 """The fault proxy: a userspace TCP relay that does to traffic what a `Faults` value says.
 
 Each accepted connection is dialled through to the upstream at once (the handshake itself is not
-delayed, as in toxiproxy) and relayed both ways. A connection has two links: `upstream` (client
+delayed, as in toxiproxy) and relayed both ways. The upstream may be down, at start or later:
+then the client's connection is reset as soon as the dial fails (refused at once, or unanswered
+for `connect_timeout_s`), not held, as toxiproxy closes it, and the next connection dials again,
+so traffic flows as soon as the upstream listens. An outage is logged once, when a dial first
+fails, and its end once, when one succeeds again. A connection has two links: `upstream` (client
 -> server) and `downstream` (server -> client), toxiproxy's names. What a link forwards is one
 chunk per socket read. The faults are read once per chunk, so changing `FaultProxy.faults` takes
 effect on live connections at their next chunk; none is dropped.
@@ -37,6 +41,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import random
 import socket
 import struct
@@ -95,6 +100,55 @@ async def check_upstream(address: Address, timeout_s: float = 5.0) -> None:
         await writer.wait_closed()
 
 
+def dial_error(exc: OSError, timeout_s: float) -> str:
+    """Why a dial failed, as a person reads it: "Connection refused", "no answer in 10 s"."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer in {timeout_s:g} s"
+    if exc.errno:  # asyncio's own loop words it "Connect call failed (...)", uvloop not
+        return os.strerror(exc.errno)
+    return exc.strerror or repr(exc)
+
+
+class UpstreamWatch:
+    """Whether the upstream answers, as the dials find it: one log line when an outage begins
+    and one when it ends, however many client connections it turned away in between."""
+
+    def __init__(self, upstream: Address) -> None:
+        self.upstream = upstream
+        self.down_since: float | None = None  # loop time of the first failed dial
+        self.turned_away = 0  # client connections reset in this outage
+        self.outages = 0
+
+    @property
+    def up(self) -> bool:
+        return self.down_since is None
+
+    def failed(self, reason: str, now: float, *, client: bool = True) -> None:
+        self.turned_away += 1 if client else 0
+        if self.down_since is not None:
+            return
+        self.down_since = now
+        self.outages += 1
+        log.warning(
+            "upstream %s is down (%s): client connections are reset at once until it answers",
+            self.upstream,
+            reason,
+        )
+
+    def answered(self, now: float) -> None:
+        if self.down_since is None:
+            return
+        log.warning(
+            "upstream %s answers again after %.1f s down; %d client connection%s reset meanwhile",
+            self.upstream,
+            now - self.down_since,
+            self.turned_away,
+            "" if self.turned_away == 1 else "s",
+        )
+        self.down_since = None
+        self.turned_away = 0
+
+
 class FaultProxy:
     """Relays TCP from `listen` to `upstream` with the faults of the moment.
 
@@ -125,6 +179,7 @@ class FaultProxy:
         self._accepted = 0
         self._shapers: dict[Stream, _Shaper] = {}
         self._losses: deque[Loss] = deque(maxlen=MAX_LOSS_RECORDS)
+        self.watch = UpstreamWatch(upstream)
 
     @property
     def faults(self) -> Faults:
@@ -174,6 +229,19 @@ class FaultProxy:
         self._server = await self._loop.create_server(
             self._accept, self.listen.host, self.listen.port, reuse_address=True, backlog=1024
         )
+
+    async def probe_upstream(self) -> bool:
+        """One dial to the upstream, closed at once, that the watch records: a proxy started
+        before its upstream says so at once rather than at its first client."""
+        loop = asyncio.get_running_loop()
+        try:
+            await check_upstream(self.upstream, self.connect_timeout_s)
+        except OSError as exc:  # TimeoutError too
+            reason = dial_error(exc, self.connect_timeout_s)
+            self.watch.failed(reason, loop.time(), client=False)
+            return False
+        self.watch.answered(loop.time())
+        return True
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -287,17 +355,13 @@ class _Connection:
                 loop.create_connection(lambda: self.server, upstream.host, upstream.port),
                 self.proxy.connect_timeout_s,
             )
-        except (OSError, TimeoutError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else repr(exc)
-            log.warning(
-                "connection %d from %s: upstream %s did not answer (%s); resetting the client",
-                self.number,
-                self.peer,
-                upstream,
-                reason,
-            )
-            self.close(reset=True, reason="upstream unreachable")
+        except OSError as exc:  # TimeoutError too
+            reason = dial_error(exc, self.proxy.connect_timeout_s)
+            # One line per outage (the watch's), not one per connection turned away.
+            self.proxy.watch.failed(reason, loop.time())
+            self.close(reset=True, reason=f"upstream {upstream}: {reason}")
             return
+        self.proxy.watch.answered(loop.time())
         if self.closed:  # the client left while we dialled
             if self.server.transport is not None:
                 self.server.transport.close()

@@ -407,19 +407,25 @@ async def _drive(
         async with httpx.AsyncClient(timeout=CONTROL_TIMEOUT_S, trust_env=False) as control:
             starts: list[int] = []
             scrapes: list[promtext.Histogram] = []
-            due = loop.time()
+            # A phase runs from when it is due to when the next one is, on the wall clock as
+            # the schedule says, not as read once its faults were set and the metrics scraped:
+            # those take a moment (longer on a busy machine), and reading the clock after them
+            # moved the phase's edges off its load's schedule. The last phase's window came
+            # out that much short of its requests; the settle margin covers the moment now.
+            origin, origin_ns = loop.time(), time.time_ns()
+            offset_s = 0.0
             for phase in config.phases:
-                await asyncio.sleep(max(0.0, due - loop.time()))
+                await asyncio.sleep(max(0.0, origin + offset_s - loop.time()))
+                starts.append(origin_ns + round(offset_s * 1e9))
                 await _set_faults(control, control_url, lab, phase.faults)
                 scrapes.append(await _remote(control, metrics_url))
-                starts.append(time.time_ns())
                 say(f"{phase.name}: {phase.duration_s:g} s, {phase.faults.describe()}")
                 generator = LoadGenerator(_load_config(config, phase.duration_s))
                 generators.append(generator)
                 tasks.append(asyncio.create_task(generator.run()))
-                due += phase.duration_s
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            starts.append(time.time_ns())
+                offset_s += phase.duration_s
+            await asyncio.sleep(max(0.0, origin + offset_s - loop.time()))
+            starts.append(origin_ns + round(offset_s * 1e9))
             await _set_faults(control, control_url, lab, Faults())
             say("waiting for the requests still in flight ...")
             results = await asyncio.gather(*tasks)

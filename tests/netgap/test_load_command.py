@@ -1,7 +1,4 @@
-"""`netgap load` as a command: flags, output, exit codes and signals, against loopback servers.
-
-Until `load` is in netgap.commands.COMMANDS, the command runs through its own module (as
-netgap.cli would run it); the tests of `python -m netgap load` itself wait for that."""
+"""`netgap load` as a command: flags, output, exit codes and signals, against loopback servers."""
 
 import argparse
 import json
@@ -15,7 +12,6 @@ import time
 
 import pytest
 
-from netgap import commands
 from netgap.commands import load
 from netgap.errors import NetgapError, UsageError
 from tests.harness import ROOT, free_port
@@ -43,23 +39,6 @@ INTERVAL_LINE = re.compile(
     r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ  sent \d+  ok \d+  errors \d+  rate [\d.]+/s  "
     r"p50 ([\d.]+ ms|-)  p99 ([\d.]+ ms|-)"
 )
-# The command as netgap.cli runs it: errors become one line and an exit code.
-SCRIPT = """
-import argparse, sys
-from netgap.commands import load
-from netgap.errors import NetgapError
-parser = argparse.ArgumentParser(prog="netgap load")
-load.add_arguments(parser)
-args = parser.parse_args(sys.argv[1:])
-try:
-    sys.exit(load.run(args))
-except NetgapError as exc:
-    print(f"netgap load: {exc}", file=sys.stderr)
-    sys.exit(exc.exit_code)
-"""
-registered = pytest.mark.skipif(
-    "load" not in commands.COMMANDS, reason="`load` is not in netgap.commands.COMMANDS yet"
-)
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -70,7 +49,7 @@ def parse(*argv: str) -> argparse.Namespace:
 
 def start(*argv: str, stderr: int = subprocess.PIPE) -> "subprocess.Popen[str]":
     return subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, *argv],
+        [sys.executable, "-m", "netgap", "load", *argv],
         stdout=subprocess.PIPE,
         stderr=stderr,
         text=True,
@@ -266,7 +245,6 @@ def test_progress_goes_to_stderr_only_on_a_terminal() -> None:
     assert text.endswith("\r")  # cleared before the summary
 
 
-@registered
 def test_netgap_load_help() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "netgap", "load", "--help"],
@@ -280,7 +258,6 @@ def test_netgap_load_help() -> None:
     assert "coordinated omission" in done.stdout
 
 
-@registered
 def test_netgap_load_bad_rate_exits_2() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "netgap", "load", "http://127.0.0.1/", "--rate", "0"],
@@ -294,7 +271,6 @@ def test_netgap_load_bad_rate_exits_2() -> None:
     assert "Traceback" not in done.stderr
 
 
-@registered
 def test_netgap_load_connection_refused_exits_1() -> None:
     url = f"http://127.0.0.1:{free_port()}/"
     done = subprocess.run(

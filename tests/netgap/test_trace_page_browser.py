@@ -135,8 +135,13 @@ def test_recent_traces_page_lists_the_trace(browser: Any, stack: tuple[str, str]
     web_url, query = stack
     context, page, errors, _ = open_page(browser, web_url)
     try:
+        # This page's own trace, once stored: not one another test happened to leave.
+        link = page.get_attribute("a[href*='/trace/']", "href")
+        assert link is not None
+        trace_id = link.rsplit("/", 1)[1]
+        wait_for_spans(query, trace_id, 5)
         page.goto(f"{query}/")
-        assert page.locator("#traces a[href^='/trace/']").count() >= 1
+        assert page.locator(f"#traces a[href='/trace/{trace_id}']").count() == 1
         assert errors == []
     finally:
         context.close()

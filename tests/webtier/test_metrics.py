@@ -18,6 +18,7 @@ from netgap.collector.server import Address
 from netgap.fault.spec import Faults
 from tests.harness import OtlpReceiver, Span, Tier, api_tier, running, web_tier
 from tests.netgap.fault.conftest import running_proxy
+from tierkit.metrics import BUCKETS
 
 N = 40
 EDGE = "webtier->apitier"
@@ -139,7 +140,16 @@ def test_remote_time_is_one_number_on_the_span_in_the_metric_and_in_server_timin
     assert sum(on_spans) == pytest.approx(metrics.value("netgap_remote_seconds_sum"), abs=1e-9)
     in_headers = sorted(float(net(r)) for r in responses)
     assert in_headers == sorted(round(s * 1e3, 3) for s in on_spans)
-    # The trace-based remote time (CLIENT span minus the API's SERVER span) of the same calls.
+    # The histogram holds these very numbers, so its p50 (interpolated within a bucket) lies in
+    # the bucket of their median: exact, where "within x ms of it" would hang on the bucket's
+    # width and so on where a busy machine puts the median.
+    metric_p50 = metrics.quantile(0.5, "netgap_remote_seconds", edge=EDGE)
+    median = sorted(on_spans)[N // 2 - 1]  # the value of rank N/2, as histogram_quantile counts
+    assert bucket(metric_p50) == bucket(median), (metric_p50, median)
+    # The trace-based remote time (CLIENT span minus the API's SERVER span) of the same calls
+    # is never more: the API's Server-Timing `app` counts from its SERVER span's start to its
+    # response head, so the SERVER span covers it, and what the span has beyond it (sending
+    # the body) is the API's time, not the network's (1 us: `app` is sent rounded to 1 us).
     by_trace = {
         s.trace_id: s for s in receiver.snapshot() if s.kind == SERVER and s.service == "apitier"
     }
@@ -148,12 +158,19 @@ def test_remote_time_is_one_number_on_the_span_in_the_metric_and_in_server_timin
         / 1e9
         for c in spans
     ]
-    metric_p50 = metrics.quantile(0.5, "netgap_remote_seconds", edge=EDGE)
+    beyond = [attr - traced for traced, attr in zip(from_traces, on_spans, strict=True)]
+    assert min(beyond) >= -1e-6, beyond
     print(
         f"\nremote p50: traces {statistics.median(from_traces) * 1e3:.3f} ms, "
-        f"metric {metric_p50 * 1e3:.3f} ms ({N} calls)"
+        f"metric {metric_p50 * 1e3:.3f} ms, spans {statistics.median(on_spans) * 1e3:.3f} ms; "
+        f"the API's time past its response head p50 {statistics.median(beyond) * 1e3:.3f} ms, "
+        f"max {max(beyond) * 1e3:.3f} ms ({N} calls)"
     )
-    assert abs(statistics.median(from_traces) - metric_p50) < 0.0005
+
+
+def bucket(seconds: float) -> int:
+    """The histogram bucket a value is counted in: the first upper bound (le) it does not pass."""
+    return next((i for i, bound in enumerate(BUCKETS) if seconds <= bound), len(BUCKETS))
 
 
 def net(response: httpx.Response) -> str:

@@ -19,25 +19,15 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from netgap.collector.server import Address
-from netgap.commands import COMMANDS
 from netgap.commands import collect as collect_module
 from tests.harness import ROOT
 from tests.netgap.collector.spans import hex_id, sdk_trace
 
-# Until `collect` is in the command table, run it the way the table will: registered, then
-# through netgap.cli, so errors become messages and exit codes exactly as they will.
-_REGISTER_AND_RUN = (
-    "import sys, netgap.commands as c; from netgap.commands import collect;"
-    " c.COMMANDS.setdefault('collect', collect);"
-    " from netgap.cli import main; main(['collect', *sys.argv[1:]])"
-)
 ANY_PORT = "127.0.0.1:0"
 
 
 def collect_command(*args: str) -> list[str]:
-    if "collect" in COMMANDS:
-        return [sys.executable, "-m", "netgap", "collect", *args]
-    return [sys.executable, "-c", _REGISTER_AND_RUN, *args]
+    return [sys.executable, "-m", "netgap", "collect", *args]
 
 
 @contextmanager
@@ -200,7 +190,6 @@ def test_bad_flag_values(capsys: pytest.CaptureFixture[str], flag: str, value: s
     assert f"argument {flag}" in capsys.readouterr().err
 
 
-@pytest.mark.skipif("collect" not in COMMANDS, reason="collect is not in the command table yet")
 def test_help() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "netgap", "collect", "--help"],

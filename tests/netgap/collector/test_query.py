@@ -1,7 +1,7 @@
 """Jaeger's query API v3 over HTTP: parameters, matching, errors, stable bodies."""
 
+import datetime as dt
 import json
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -133,9 +133,10 @@ def test_search_window_and_durations(api: httpx.Client, stored: list[list[Span]]
 
 
 def _plus_two_hours(ns: int) -> str:
-    """The instant `ns` written in UTC+02:00 (the next day's date after 22:00 UTC)."""
-    local = datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone(timedelta(hours=2)))
-    return f"{local:%Y-%m-%dT%H:%M:%S}.{ns % 1_000_000_000:09d}+02:00"
+    """The instant `ns` written at +02:00: the next day's date from 22:00 UTC on."""
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    local = dt.datetime.fromtimestamp(seconds, dt.timezone(dt.timedelta(hours=2)))
+    return f"{local:%Y-%m-%dT%H:%M:%S}.{fraction:09d}+02:00"
 
 
 def test_search_by_attributes(api: httpx.Client, collector: Collector) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from netgap.collector.server import Address
 from netgap.fault.control import ControlServer
-from netgap.fault.proxy import FaultProxy
+from netgap.fault.proxy import CONNECT_TIMEOUT_S, FaultProxy
 from netgap.fault.spec import Faults
 
 T = TypeVar("T")
@@ -26,7 +26,7 @@ Handler = Callable[[socket.socket], None]
 
 
 @contextmanager
-def tcp_server(handle: Handler) -> Iterator[Address]:
+def tcp_server(handle: Handler, port: int = 0) -> Iterator[Address]:
     """Calls `handle(sock)` for each connection, in a thread of its own."""
 
     class RequestHandler(socketserver.BaseRequestHandler):
@@ -35,7 +35,10 @@ def tcp_server(handle: Handler) -> Iterator[Address]:
             with contextlib.suppress(OSError):  # the client went away, as some tests mean to
                 handle(self.request)
 
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), RequestHandler)
+    class Server(socketserver.ThreadingTCPServer):
+        allow_reuse_address = True  # a port given again after a stop may have TIME_WAITs
+
+    server = Server(("127.0.0.1", port), RequestHandler)
     server.daemon_threads = True
     server.block_on_close = False
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
@@ -63,6 +66,13 @@ def connect(address: Address) -> socket.socket:
     sock = socket.create_connection((address.host, address.port), timeout=TIMEOUT_S)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
+
+
+def ping(address: Address) -> bytes:
+    """A connection of its own: sends b"ping", returns what comes back first (b"" at a FIN)."""
+    with connect(address) as sock:
+        sock.sendall(b"ping")
+        return sock.recv(10)
 
 
 def recv_exactly(sock: socket.socket, size: int) -> bytes:
@@ -125,12 +135,14 @@ def running_proxy(
     seed: int | None = None,
     control: bool = False,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
 ) -> Iterator[RunningProxy]:
     """`loop_factory=uvloop.new_event_loop` for the loop `netgap fault proxy` runs on."""
     loop = loop_factory()
     thread = threading.Thread(target=loop.run_forever, name="fault-proxy", daemon=True)
     thread.start()
-    running = RunningProxy(FaultProxy(LOCAL, upstream, faults, seed=seed), loop)
+    proxy = FaultProxy(LOCAL, upstream, faults, seed=seed, connect_timeout_s=connect_timeout_s)
+    running = RunningProxy(proxy, loop)
     try:
         running.call(running.proxy.start())
         if control:

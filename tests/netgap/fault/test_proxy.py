@@ -3,6 +3,7 @@ bytes always arrive whole and in order."""
 
 import asyncio
 import hashlib
+import logging
 import os
 import random
 import socket
@@ -17,10 +18,13 @@ import uvloop
 from netgap.collector.server import Address
 from netgap.fault.proxy import RTO_MIN_S, Loss, retransmission_timeout_s
 from netgap.fault.spec import Faults
+from tests.harness import free_port
 from tests.netgap.fault.conftest import (
+    TIMEOUT_S,
     RunningProxy,
     connect,
     echo,
+    ping,
     recv_exactly,
     round_trip_s,
     running_proxy,
@@ -278,6 +282,50 @@ def test_an_upstream_refusing_at_run_time_resets_the_client() -> None:
         with pytest.raises(ConnectionResetError), connect(running.address) as sock:
             sock.recv(10)
         assert running.proxy.accepted == 1
+
+
+def test_an_upstream_outage_is_logged_once_and_traffic_resumes_after_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="netgap.fault.proxy")
+    upstream = Address("127.0.0.1", free_port())
+    with running_proxy(upstream) as running:
+        with tcp_server(echo, upstream.port), connect(running.address) as sock:
+            round_trip_s(sock)
+        # The upstream has stopped (an API tier restarting): nothing listens on its port.
+        for _ in range(5):
+            with pytest.raises(ConnectionError):
+                ping(running.address)
+        with tcp_server(echo, upstream.port), connect(running.address) as sock:
+            round_trip_s(sock)
+        assert running.proxy.accepted == 7
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 2, lines
+    assert lines[0] == (
+        f"upstream {upstream} is down (Connection refused):"
+        " client connections are reset at once until it answers"
+    )
+    assert lines[1].startswith(f"upstream {upstream} answers again after ")
+    assert lines[1].endswith(" s down; 5 client connections reset meanwhile")
+
+
+def test_an_upstream_that_does_not_answer_resets_the_client_after_the_connect_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="netgap.fault.proxy")
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as silent:
+        # Never accepted: with its queue full, Linux drops the next SYNs, unanswered.
+        upstream = Address("127.0.0.1", int(silent.getsockname()[1]))
+        queued = socket.create_connection((upstream.host, upstream.port), timeout=TIMEOUT_S)
+        with queued, running_proxy(upstream, connect_timeout_s=0.2) as running:
+            with pytest.raises(ConnectionError):
+                ping(running.address)
+            assert running.proxy.accepted == 1
+            assert running.proxy.open_connections == 0
+    assert [record.getMessage() for record in caplog.records] == [
+        f"upstream {upstream} is down (no answer in 0.2 s):"
+        " client connections are reset at once until it answers"
+    ]
 
 
 def test_stopping_closes_live_connections(echo_server: Address) -> None:

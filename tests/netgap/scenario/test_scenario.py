@@ -154,6 +154,8 @@ def test_application_time_stays_within_1_ms_of_baseline(run: Run) -> None:
 def test_requests_are_answered_and_traced_in_the_phase_they_started(run: Run) -> None:
     for name, seconds in (("baseline", 8), ("fault", 10), ("recovery", 8)):
         phase = run.phase(name)
+        # Its edges are the schedule's, whatever setting its faults took (to the ns).
+        assert phase["end_ns"] - phase["start_ns"] == pytest.approx(seconds * 1e9, abs=1), name
         load = phase["load"]
         assert load["sent"] == 30 * seconds, name
         # Under the fault the web tier may reuse a connection the API has closed already
