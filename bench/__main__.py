@@ -7,8 +7,9 @@
    mode), lean (TRACING_MODE=lean) and standard at 10% head sampling: throughput at 32
    connections and CPU seconds per 1000 requests of both tiers (/proc/PID/stat), their
    ratios against their targets, serial p50/p99; each lean piece's saving (the encoder
-   alone, bench/leancost.py); metrics on/off and a control pair of identical stacks; TCP_INFO's cost alone (bench/tcpcost.py)
-   and in place (one stack switching it on and off inside each tier, bench/toggle/);
+   alone, bench/leancost.py); metrics on/off and a control pair of identical stacks;
+   TCP_INFO's cost alone (bench/tcpcost.py) and in place (one stack switching it on and off
+   inside each tier, bench/toggle/);
 2. the serial traced p50 above the simulated query (QUERY_DELAY_MS);
 3. the remote-calls floor webtier->apitier on loopback, standard and lean (from the traces,
    via the collector);
