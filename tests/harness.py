@@ -184,7 +184,7 @@ def tier_env(receiver: OtlpReceiver | None, **overrides: str) -> dict[str, str]:
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("OTEL_", "API_", "QUERY_", "JAEGER_"))
-        and k not in ("PORT", "HOST", "SHUTDOWN_GRACE_S", "LOG_LEVEL")
+        and k not in ("PORT", "HOST", "SHUTDOWN_GRACE_S", "LOG_LEVEL", "KEEPALIVE_TIMEOUT_S")
     }
     env["OTEL_BSP_SCHEDULE_DELAY"] = "50"
     env["PYTHONUNBUFFERED"] = "1"

@@ -30,6 +30,9 @@ def serve(app: ASGIApp, settings: ServerSettings, *, head_stamped: bool = False)
         http=protocol,  # the socket in each request's scope, for TCP_INFO
         # uvicorn hands this to asyncio.wait_for, which takes seconds as a float.
         timeout_graceful_shutdown=settings.shutdown_grace_s,  # type: ignore[arg-type]
+        # An idle connection is closed after this (uvicorn calls loop.call_later with it, so a
+        # float is fine).
+        timeout_keep_alive=settings.keepalive_timeout_s,  # type: ignore[arg-type]
     )
     server = uvicorn.Server(config)
     # After a graceful stop uvicorn re-raises the signal that stopped it, which would end the

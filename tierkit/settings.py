@@ -17,6 +17,10 @@ class ServerSettings:
     metrics: bool = True
     # The kernel's TCP_INFO on the spans and metrics of each exchange with the API (Linux).
     tcp_info: bool = True
+    # How long an idle keep-alive connection from a caller stays open (uvicorn's
+    # timeout_keep_alive). A caller's pool must let its idle connections go well before this
+    # (the web tier's API_KEEPALIVE_EXPIRY_S), or it reuses ones this side is closing.
+    keepalive_timeout_s: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], default_port: int) -> "ServerSettings":
@@ -29,4 +33,7 @@ class ServerSettings:
             log_level=env_choice(environ, "LOG_LEVEL", cls.log_level, LOG_LEVELS),
             metrics=env_bool(environ, "METRICS_ENABLED", cls.metrics),
             tcp_info=env_bool(environ, "TCP_INFO_ENABLED", cls.tcp_info),
+            keepalive_timeout_s=env_float(
+                environ, "KEEPALIVE_TIMEOUT_S", cls.keepalive_timeout_s, low=0.1, high=3600
+            ),
         )

@@ -1,3 +1,4 @@
+import logging
 from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any, TypedDict
@@ -13,6 +14,8 @@ from webtier.pages import Pages
 from webtier.routes import router
 from webtier.settings import Settings
 
+log = logging.getLogger("webtier")
+
 
 class State(TypedDict):
     api: ApiClient
@@ -20,6 +23,9 @@ class State(TypedDict):
 
 
 def create_app(settings: Settings) -> FastAPI:
+    warning = settings.api.keepalive_warning()
+    if warning is not None:
+        log.warning(warning)
     metrics = TierMetrics() if settings.server.metrics else None
     telemetry = setup_telemetry(settings.telemetry, metrics.spans if metrics else None)
     pages = Pages(settings.jaeger_ui_url)

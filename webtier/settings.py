@@ -21,7 +21,14 @@ class ApiSettings:
     # The whole exchange (pool wait, connect, request, response body) must fit in this.
     timeout_s: float = 5.0
     max_connections: int = 100
-    keepalive_expiry_s: float = 5.0
+    # An idle pooled connection is closed after this. Well below the API tier's keep-alive
+    # timeout: the API's idle clock starts when it sends an answer, ours when the answer has
+    # arrived, so near the API's timeout the pool would reuse connections the API is closing.
+    keepalive_expiry_s: float = 2.0
+    # The API tier's keep-alive timeout as the web tier is told it (its KEEPALIVE_TIMEOUT_S,
+    # which the web tier cannot see): only for the warning at start when the expiry is not
+    # below it.
+    keepalive_timeout_hint_s: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "ApiSettings":
@@ -35,6 +42,25 @@ class ApiSettings:
             keepalive_expiry_s=env_float(
                 environ, "API_KEEPALIVE_EXPIRY_S", cls.keepalive_expiry_s, low=0, high=3600
             ),
+            keepalive_timeout_hint_s=env_float(
+                environ,
+                "API_KEEPALIVE_TIMEOUT_S",
+                cls.keepalive_timeout_hint_s,
+                low=0.1,
+                high=3600,
+            ),
+        )
+
+    def keepalive_warning(self) -> str | None:
+        """What to warn about at start when the pool keeps idle connections as long as the API
+        tier does (or longer), or None."""
+        if self.keepalive_expiry_s < self.keepalive_timeout_hint_s:
+            return None
+        return (
+            f"API_KEEPALIVE_EXPIRY_S ({self.keepalive_expiry_s:g} s) is not below the API tier's"
+            f" keep-alive timeout (API_KEEPALIVE_TIMEOUT_S, {self.keepalive_timeout_hint_s:g} s):"
+            " calls will be sent on connections the API is closing, each then waiting for the close"
+            " and sent again; set it well below (the defaults are 2 s and 5 s)"
         )
 
 
