@@ -17,6 +17,7 @@ from typing import Any
 
 from netgap.report import diagnosis as breakdown_diagnosis
 from netgap.report import end_moved
+from netgap.scenario import answers
 
 # The three parts of a request's time, as the plot and the table name them.
 PARTS = (("web", "web self"), ("remote", "remote calls"), ("api", "API self"))
@@ -83,11 +84,15 @@ def _metric_pair(phase: dict[str, Any]) -> str:
 METRIC_HEADER = "remote (metric) p50 / p99"
 
 
-def _errors(load: dict[str, Any]) -> str:
+def _errors(phase: dict[str, Any]) -> str:
+    """The load's errors by kind, then the web tier's causes of its non-200 answers."""
+    load = phase["load"]
     kinds = load.get("errors_by_kind") or {}
     if not kinds:
         return "0"
-    return f"{load['errors']} (" + ", ".join(f"{k} {n}" for k, n in kinds.items()) + ")"
+    causes = answers.failures(phase.get("answers") or {})
+    why = f"; web tier: {causes}" if causes else ""
+    return f"{load['errors']} (" + ", ".join(f"{k} {n}" for k, n in kinds.items()) + why + ")"
 
 
 def _window(result: dict[str, Any], phase: dict[str, Any]) -> str:
@@ -119,7 +124,7 @@ def table(result: dict[str, Any]) -> str:
                 _window(result, phase),
                 str(load["sent"]),
                 str(load["ok"]),
-                _errors(load),
+                _errors(phase),
                 str(phase["traces"]),
                 *(_pair(phase, part) for part, _ in PARTS),
                 _metric_pair(phase),
@@ -705,7 +710,7 @@ def _phase_table(result: dict[str, Any]) -> str:
             phase["faults_text"],
             str(load["sent"]),
             str(load["ok"]),
-            _errors(load),
+            _errors(phase),
             str(phase["traces"]),
             *(_pair(phase, part) for part, _ in PARTS),
             _metric_pair(phase),
@@ -727,8 +732,8 @@ def _method_note(result: dict[str, Any]) -> str:
         f"{config['settle_s']:g} s at either edge of the phase while the faults take hold or "
         "drain; a request started in the fault counts there even when it ended after it. "
         "Self and remote times come from the traces (netgap breakdown); sent, ok and errors "
-        "from the load generator, per request started in the phase (logs/webtier.log says "
-        "why each error happened). The web tier's timeout "
+        "from the load generator, per request started in the phase, with the web tier's cause "
+        "of each non-200 answer from its log (logs/webtier.log). The web tier's timeout "
         f"for the API was {config['api_timeout_s']:g} s."
     )
     cores = config.get("cores")

@@ -36,7 +36,7 @@ from netgap.errors import NetgapError
 from netgap.fault.control import FAULTS_PATH
 from netgap.fault.spec import Faults
 from netgap.loadgen import LoadConfig, LoadGenerator, LoadResult
-from netgap.scenario import kernel, model
+from netgap.scenario import answers, kernel, model
 from netgap.scenario.report import ENDS, diagnose, nice_step
 from netgap.supervisor import Child, check_port_free, pin_apart
 from netgap.trace_source import JaegerQuery
@@ -114,6 +114,9 @@ class PhaseRun:
     load: LoadResult
     # The web tier's netgap_remote_seconds over the phase: the calls that ended in it
     remote: promtext.Histogram = field(default_factory=promtext.Histogram)
+    # When its load started, on the wall clock: a moment after start_ns (the faults are set
+    # and the metrics scraped first)
+    load_start_ns: int = 0
 
 
 class Interrupted(Exception):
@@ -406,6 +409,7 @@ async def _drive(
     try:
         async with httpx.AsyncClient(timeout=CONTROL_TIMEOUT_S, trust_env=False) as control:
             starts: list[int] = []
+            load_starts: list[int] = []
             scrapes: list[promtext.Histogram] = []
             # A phase runs from when it is due to when the next one is, on the wall clock as
             # the schedule says, not as read once its faults were set and the metrics scraped:
@@ -422,6 +426,7 @@ async def _drive(
                 say(f"{phase.name}: {phase.duration_s:g} s, {phase.faults.describe()}")
                 generator = LoadGenerator(_load_config(config, phase.duration_s))
                 generators.append(generator)
+                load_starts.append(time.time_ns())
                 tasks.append(asyncio.create_task(generator.run()))
                 offset_s += phase.duration_s
             await asyncio.sleep(max(0.0, origin + offset_s - loop.time()))
@@ -442,7 +447,14 @@ async def _drive(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
     return [
-        PhaseRun(phase, starts[i], starts[i + 1], result, scrapes[i + 1].since(scrapes[i]))
+        PhaseRun(
+            phase,
+            starts[i],
+            starts[i + 1],
+            result,
+            scrapes[i + 1].since(scrapes[i]),
+            load_starts[i],
+        )
         for i, (phase, result) in enumerate(zip(config.phases, results, strict=True))
     ]
 
@@ -563,8 +575,10 @@ def _result(
             phases.append(_phase_result(config, run, lo, hi, summary, exchange, edge, injector))
         bucket = bucket_ns(end_ns - start_ns)
         whole = build_report(source, WEB_SERVICE, start_ns, end_ns, bucket)["summary"]
-    for phase in phases:
+    answered = answers.by_phase(config.logs / "webtier.log", [run.load_start_ns for run in runs])
+    for phase, by_cause in zip(phases, answered, strict=True):
         phase["component_names"] = names
+        phase["answers"] = by_cause  # the web tier's, by cause (netgap.scenario.answers)
     result: dict[str, Any] = {
         "netgap_scenario": 1,
         "start_ns": start_ns,

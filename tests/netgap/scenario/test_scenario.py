@@ -16,7 +16,7 @@ from netgap.cli import build_parser, main
 from netgap.commands.scenario import faults_from_args
 from netgap.fault.spec import PRESETS, Faults
 from netgap.report import end_moved
-from netgap.scenario import report
+from netgap.scenario import answers, report
 from netgap.supervisor import check_port_free
 from tests.harness import ROOT, free_port
 from tests.netgap.test_trace_page_browser import CHROMIUM_FLAGS, chromium
@@ -158,13 +158,16 @@ def test_requests_are_answered_and_traced_in_the_phase_they_started(run: Run) ->
         assert phase["end_ns"] - phase["start_ns"] == pytest.approx(seconds * 1e9, abs=1), name
         load = phase["load"]
         assert load["sent"] == 30 * seconds, name
-        # Under the fault the web tier may reuse a connection the API has closed already
-        # (idle 5 s), not knowing yet: a 502 now and then; no timeouts, and nothing otherwise.
-        allowed = load["sent"] // 50 if phase["faults_active"] else 0
-        assert load["ok"] >= load["sent"] - allowed, (name, load)
-        assert "timeout" not in load["errors_by_kind"], (name, load)
+        # Every one answered 200, under the fault too: a call on a connection the API closed
+        # as idle while the call was on its way is sent again on a new one (issue 19), and
+        # the web tier's log says so too, by cause.
+        assert load["ok"] == load["sent"], (name, load)
+        assert answers.failures(phase["answers"]) == "", (name, phase["answers"])
         # the statistics leave out 1 s at either edge
         assert phase["traces"] == pytest.approx(30 * (seconds - 2), abs=3), name
+    # the web tier logged every request the load sent, each in one phase
+    phases = run.result["phases"]
+    assert sum(sum(p["answers"].values()) for p in phases) == sum(p["load"]["sent"] for p in phases)
 
 
 def test_the_model_explains_the_measured_remote_time(run: Run) -> None:
