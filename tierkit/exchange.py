@@ -206,11 +206,13 @@ class _FreshRetryConnector(aiohttp.TCPConnector):
     again, and the pool hands out its next idle connection, oldest first (`_get`): one the
     server has kept idle about as long, and may be closing too, and then the retry fails as
     well (8 of 30 retries went on another idle connection in one `netgap scenario` run). Here
-    the second connection an exchange asks for skips the idle ones. To keep the pool's bound
-    (`limit` connections in all, idle ones included), the oldest idle connections are closed
-    first when the new one would not fit beside them. `_get` and `_available_connections` are
-    aiohttp's (pinned in pyproject.toml; tests/tierkit/test_exchange.py fails when a retry
-    lands on an idle connection or the pool opens one too many)."""
+    the second connection an exchange asks for skips the idle ones. The new connection fits in
+    the pool's bound (`limit` connections in all, idle ones included): the failed connection's
+    slot is freed before aiohttp retries, and should another call have taken it meanwhile, the
+    oldest idle connections are closed to make room. `_get`, `_conns` and
+    `_available_connections` are aiohttp's (pinned in pyproject.toml;
+    tests/tierkit/test_exchange.py fails when a retry lands on an idle connection,
+    tests/webtier/test_pool.py when the pool opens one connection too many)."""
 
     async def connect(
         self,
