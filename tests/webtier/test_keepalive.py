@@ -100,8 +100,9 @@ def test_a_pool_expiry_not_below_the_apis_keepalive_timeout_is_warned_about_at_s
         assert len(warnings_of(shorter.log_lines())) == 1
 
 
+@pytest.mark.parametrize("mode", ["standard", "lean"])
 def test_a_call_the_api_dropped_on_a_kept_alive_connection_is_retried_on_a_new_one(
-    tmp_path: Path, receiver: OtlpReceiver
+    tmp_path: Path, receiver: OtlpReceiver, mode: str
 ) -> None:
     """The stand-in answers the first request on each connection and closes the connection at
     the next one without a word, as a server timing out an idle connection while a request is
@@ -110,7 +111,7 @@ def test_a_call_the_api_dropped_on_a_kept_alive_connection_is_retried_on_a_new_o
     pages = 3
     with (
         h11_server(answer_on_each_connection=1) as (url, received),
-        running(web_tier(tmp_path, receiver, f"{url}/")) as web,
+        running(web_tier(tmp_path, receiver, f"{url}/", TRACING_MODE=mode)) as web,
     ):
         with httpx.Client(timeout=10) as browser:
             responses = [browser.get(f"{web.url}/") for _ in range(pages)]
