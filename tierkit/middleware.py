@@ -77,6 +77,8 @@ class RequestTelemetryMiddleware:
                 "trace_id": trace.format_trace_id(span.trace_id) if span.is_valid else None,
                 "span_id": trace.format_span_id(span.span_id) if span.is_valid else None,
                 **({"error": state["error"]} if "error" in state else {}),
+                # the outbound call was sent twice (its connection was closed unanswered)
+                **({"retried": True} if state.get("retried") else {}),
             }
             # Written once this request's task yields, so after the SERVER span has ended: the
             # caller already has the answer, and formatting and writing the line would

@@ -26,6 +26,8 @@ async def index(request: Request) -> HTMLResponse:
         page = pages.error(exc.status_code, str(exc), trace_id)
         return HTMLResponse(page, status_code=exc.status_code)
     request.state.reply = reply
+    if reply.exchange.retried_ns is not None:  # on a new connection: the log line says so
+        request.state.retried = True
     return HTMLResponse(pages.index(reply.body, trace_id))
 
 

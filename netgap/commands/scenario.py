@@ -62,7 +62,7 @@ from netgap.fault.spec import (
     parse_fraction,
     parse_rate_bps,
 )
-from netgap.scenario import kernel, report
+from netgap.scenario import answers, kernel, report
 from netgap.scenario.run import (
     Interrupted,
     Phase,
@@ -304,6 +304,7 @@ def run(args: argparse.Namespace) -> int:
     json_path, html_path = report.write(result, config.out)
     print()
     print(report.table(result))
+    print(answers.summary_line(result))
     print()
     print(result["diagnosis"])
     if report.testified(result):

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 OK = "200"
 MS = 1_000_000
@@ -27,11 +28,15 @@ _UNREACHABLE = re.compile(r" unreachable: (\w+)")
 _TIMEOUT = "did not answer within"
 
 
-def cause(status: int, error: str | None) -> str:
-    """One answer's cause, e.g. "200", "502 API answered 503", "502 ConnectError",
+RETRIED = "200 after a retry"
+
+
+def cause(status: int, error: str | None, retried: bool = False) -> str:
+    """One answer's cause, e.g. "200", "200 after a retry" (the call met a connection the API
+    closed unanswered and was sent again), "502 API answered 503", "502 ConnectError",
     "504 timeout"."""
     if status == 200:
-        return OK
+        return RETRIED if retried else OK
     text = error or ""
     if found := _ANSWERED.search(text):
         return f"{status} API answered {found.group(1)}"
@@ -61,14 +66,25 @@ def by_phase(log: Path, starts: Sequence[int], path: str = "/") -> list[dict[str
         # early.
         phase = bisect.bisect_right(starts, start_ns + MS) - 1
         if phase >= 0:
-            counts[phase][cause(int(line["status"]), line.get("error"))] += 1
+            answer = cause(int(line["status"]), line.get("error"), bool(line.get("retried")))
+            counts[phase][answer] += 1
     return [dict(sorted(counter.items())) for counter in counts]
 
 
 def failures(answers: dict[str, int]) -> str:
     """The answers other than 200, for a table cell: "502 API answered 503 x2, 504 timeout x1";
     "" when there were none."""
-    return ", ".join(f"{name} x{n}" for name, n in answers.items() if name != OK)
+    return ", ".join(f"{name} x{n}" for name, n in answers.items() if name not in (OK, RETRIED))
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    """One line for the end of a run: each phase's answers by cause."""
+    phases = [
+        f"{phase['name']} "
+        + ", ".join(f"{name} x{n}" for name, n in (phase.get("answers") or {}).items())
+        for phase in result["phases"]
+    ]
+    return "The web tier's answers by cause: " + "; ".join(phases) + "."
 
 
 def _epoch_ns(stamp: str) -> int:

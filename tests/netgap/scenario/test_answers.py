@@ -31,6 +31,8 @@ def test_each_non_200_answer_is_counted_by_its_cause(tmp_path: Path) -> None:
     refused = pages(tmp_path, f"http://127.0.0.1:{free_port()}/")
     with h11_server(answer_on_each_connection=0) as (dropping, _):
         dropped = pages(tmp_path, f"{dropping}/")
+    with h11_server(answer_on_each_connection=1) as (once, _):  # the 2nd call is sent twice
+        retried = pages(tmp_path, f"{once}/", 2)
     with raw_http_server(b"") as stalled:
         timed_out = pages(tmp_path, f"{stalled}/", API_TIMEOUT_S="0.3")
     with raw_http_server(http_response("200 OK", b"hi"), keep_alive=True) as fine:
@@ -42,6 +44,7 @@ def test_each_non_200_answer_is_counted_by_its_cause(tmp_path: Path) -> None:
             ("503", answered_503),
             ("refused", refused),
             ("dropped", dropped),
+            ("retried", retried),
             ("timeout", timed_out),
             ("ok", ok),
         ]
@@ -50,6 +53,7 @@ def test_each_non_200_answer_is_counted_by_its_cause(tmp_path: Path) -> None:
         "503": {"502 API answered 503": 2},
         "refused": {"502 ConnectError": 1},
         "dropped": {"502 RemoteProtocolError": 1},
+        "retried": {"200": 1, "200 after a retry": 1},
         "timeout": {"504 timeout": 1},
         "ok": {"200": 3},
     }
@@ -79,6 +83,7 @@ def test_each_answer_counts_in_the_phase_whose_load_had_started_last(tmp_path: P
     ("by_cause", "cell"),
     [
         ({"200": 30}, ""),
+        ({"200": 28, "200 after a retry": 2}, ""),
         (
             {"200": 28, "502 API answered 503": 1, "504 timeout": 1},
             "502 API answered 503 x1, 504 timeout x1",
@@ -96,3 +101,16 @@ def test_the_table_gives_the_web_tiers_causes_beside_the_loads_errors() -> None:
     }
     assert report._errors(phase) == "2 (5xx 2; web tier: 502 ConnectError x2)"
     assert report._errors({"load": {"errors": 0, "errors_by_kind": {}}, "answers": {}}) == "0"
+
+
+def test_the_summary_line_gives_every_phases_answers() -> None:
+    result = {
+        "phases": [
+            {"name": "baseline", "answers": {"200": 240}},
+            {"name": "fault", "answers": {"200": 440, "200 after a retry": 9, "504 timeout": 1}},
+        ]
+    }
+    assert answers.summary_line(result) == (
+        "The web tier's answers by cause: baseline 200 x240;"
+        " fault 200 x440, 200 after a retry x9, 504 timeout x1."
+    )

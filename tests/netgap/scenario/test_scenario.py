@@ -93,6 +93,7 @@ def test_the_scenario_runs_and_prints_the_table(run: Run) -> None:
     rows = [line.split()[0] for line in run.stdout.splitlines()[1:] if line.split()]
     assert {"baseline", "fault", "recovery"} <= set(rows)
     assert f"report: {run.out / 'scenario.html'}" in run.stdout
+    assert answers.summary_line(run.result) in run.stdout.splitlines()
     cores = run.result["config"]["cores"]
     if cores is not None:  # 2+ cores: the API tier has one to itself
         assert cores["API tier"] != cores["web tier"]
