@@ -283,10 +283,13 @@ class ExchangeTransport(httpx.AsyncBaseTransport):
             finally:
                 await response.aclose()
         except httpx.TransportError as exc:
+            _failed(exchange)
             raise _remapped(exc) from exc.__cause__
         except aiohttp.ClientResponseError as exc:  # not mapped by httpx-aiohttp: a bad answer
+            _failed(exchange)
             raise httpx.RemoteProtocolError(exc.message or type(exc).__name__) from exc
         except aiohttp.ClientError as exc:
+            _failed(exchange)
             raise httpx.TransportError(str(exc) or type(exc).__name__) from exc
         finally:
             _CURRENT.reset(token)
@@ -304,6 +307,18 @@ class ExchangeTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+def _failed(exchange: Exchange) -> None:
+    """A call that got no answer: the steps it did take, on its CLIENT span (the current span;
+    the response hook that notes them for an answer does not run), e.g. "connect",
+    "request sent" and "retry" for a call whose retry failed too."""
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    for name, timestamp in exchange.events():
+        if timestamp:
+            span.add_event(name, timestamp=timestamp)
 
 
 def _span_start_ns() -> int:

@@ -131,3 +131,29 @@ def test_a_call_the_api_dropped_on_a_kept_alive_connection_is_retried_on_a_new_o
     # each answered on a new connection, and the span is no error
     assert [client.attributes["netgap.connection.reused"] for client in clients] == [False] * 3
     assert [client.status_code for client in clients] == [0] * pages
+
+
+@pytest.mark.parametrize("mode", ["standard", "lean"])
+def test_a_call_whose_retry_is_dropped_too_is_a_502_whose_span_shows_both_tries(
+    tmp_path: Path, receiver: OtlpReceiver, mode: str
+) -> None:
+    """The stand-in drops every request unanswered: the call is sent twice, on two connections,
+    then answered 502, and its CLIENT span has the steps it took, the retry among them."""
+    with (
+        h11_server(answer_on_each_connection=0) as (url, received),
+        running(web_tier(tmp_path, receiver, f"{url}/", TRACING_MODE=mode)) as web,
+    ):
+        response = httpx.get(f"{web.url}/", timeout=10)
+        trace_id = response.headers["traceresponse"].split("-")[1]
+        spans = receiver.wait_for_trace(trace_id, 2)
+    assert response.status_code == 502
+    assert len(received.connections) == 2
+    assert len(received.requests) == 2
+    [client] = [s for s in spans if s.kind == CLIENT]
+    # the retry's own connection and its sending (the first try's are not kept)
+    assert [e for e in client.events if e != "exception"] == [
+        "connect",
+        "retry",
+        "request sent",
+    ], client.events
+    assert client.status_code == 2
