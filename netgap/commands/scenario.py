@@ -22,6 +22,13 @@ At 5 requests/s a request pays the round trip and the transfer, about 1.1 s, and
 a 60 s fault requests wait ~10 s: the story's 6-20 s. Much above 40, the backlog passes the web
 tier's --api-timeout before the fault ends and requests fail with 504 instead.
 
+Keep-alive: the API tier runs with KEEPALIVE_TIMEOUT_S = 2 x --api-timeout + 5 s (65 s by
+default), not uvicorn's 5 s. Under the fault an answer waits seconds in the queue after the API
+wrote it, and the next request as long on its way: a server that times the idle connection out
+meanwhile closes it under an answer or a request still in transit, which the web tier sees as a
+connection closed or reset (it sends the call again, once, on a new connection). The web tier
+lets its idle connections go after 2 s (API_KEEPALIVE_EXPIRY_S), well below.
+
 Kernel mode (--kernel, root only): the API tier runs in a network namespace of its own
 (ngs-api-*), joined to the root namespace by a veth pair (198.51.100.1 web side, .2 API side),
 and the faults are the kernel's, on both veth ends: the cap a tbf (under an htb root with u32
@@ -145,7 +152,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_duration_s,
         default=30.0,
         metavar="TIME",
-        help="how long the web tier waits for the API (30s); slow calls must finish to be seen",
+        help="how long the web tier waits for the API (30s); slow calls must finish to be "
+        "seen; the API tier keeps idle connections twice this + 5 s (see above)",
     )
     parser.add_argument(
         "--query-delay-ms", type=non_negative_float, default=2.0, help="the API's query (2 ms)"

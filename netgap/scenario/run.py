@@ -51,6 +51,10 @@ WARM_UP_REQUESTS = 5
 # request ends as the web tier's answer (a 504 at worst), never as the load's own timeout.
 LOAD_TIMEOUT_MARGIN_S = 10.0
 MIN_BUCKET_S = 0.5
+# The API tier's keep-alive timeout in the lab is 2 x the web tier's API timeout + this (see
+# api_keepalive_s), and at most KEEPALIVE_MAX_S (the most KEEPALIVE_TIMEOUT_S takes).
+KEEPALIVE_MARGIN_S = 5.0
+KEEPALIVE_MAX_S = 3600.0
 BUCKETS = 60  # about this many bars in the plot
 
 Say = Callable[[str], None]
@@ -232,6 +236,7 @@ def _children(
             "HOST": api_host,
             "PORT": str(ports.api),
             "QUERY_DELAY_MS": str(config.query_delay_ms),
+            "KEEPALIVE_TIMEOUT_S": f"{api_keepalive_s(config):g}",
         },
         f"http://{api_host}:{ports.api}/healthz",
         logs / "apitier.out",
@@ -267,6 +272,7 @@ def _children(
             "PORT": str(ports.web),
             "API_URL": _api_url(config, lab),
             "API_TIMEOUT_S": f"{config.api_timeout_s:g}",
+            "API_KEEPALIVE_TIMEOUT_S": f"{api_keepalive_s(config):g}",
             "JAEGER_UI_URL": query_url,
         },
         config.url(ports.web, "/healthz"),
@@ -274,6 +280,19 @@ def _children(
         logs / "webtier.log",
     )
     return collector, api, proxy, web
+
+
+def api_keepalive_s(config: ScenarioConfig) -> float:
+    """The API tier's KEEPALIVE_TIMEOUT_S in the lab. uvicorn's idle clock starts when it has
+    written an answer; under the fault the answer then waits seconds in the queue (up to the
+    web tier's API timeout), and the web tier's next request on the connection as long again
+    on the way back. A server that times the connection out meanwhile closes it under an
+    answer still on its way, or a request already sent: the client sees the connection closed
+    or reset (in kernel mode, each run lost 50-60 calls so at the default 5 s, and retried
+    them; a few were lost twice and answered 502). So the API keeps idle connections longer
+    than both ways can take, and the web tier is told so (API_KEEPALIVE_TIMEOUT_S), while its
+    own idle expiry stays at its default, well below."""
+    return min(2 * config.api_timeout_s + KEEPALIVE_MARGIN_S, KEEPALIVE_MAX_S)
 
 
 def _start(child: Child) -> None:
@@ -588,6 +607,7 @@ def _result(
             "rate": config.rate,
             "settle_s": config.settle_s,
             "api_timeout_s": config.api_timeout_s,
+            "api_keepalive_s": api_keepalive_s(config),
             "query_delay_ms": config.query_delay_ms,
             "seed": config.seed,
             "cores": cores,
