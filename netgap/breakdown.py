@@ -209,7 +209,7 @@ def _add_phases(call: Span, server: Span, edge: str, result: TraceBreakdown) -> 
         result.reused_connections[edge] = result.reused_connections.get(edge, 0) + 1
     elif connection == NEW:
         result.new_connections[edge] = result.new_connections.get(edge, 0) + 1
-    parts = _phases(call.start_ns, call.end_ns, server.duration_ns, times)
+    parts = connection_phases(call.start_ns, call.end_ns, server.duration_ns, times)
     if parts is None:
         return
     into = result.phases_ns.setdefault(edge, dict.fromkeys(PHASES, 0))
@@ -243,7 +243,7 @@ def _connection(reused: Any, times: dict[str, int]) -> int:
     return UNKNOWN
 
 
-def _phases(
+def connection_phases(
     start_ns: int, end_ns: int, server_ns: int, times: dict[str, int]
 ) -> tuple[int, int, int, int, int] | None:
     """connect, request, waiting, response, other (PHASES), or None without the events."""
@@ -417,7 +417,7 @@ def break_down_chain(trace_id: str, spans: Sequence[LeanSpan]) -> Chain | None:
         remote,
         server_ns,
         _connection(reused, times),
-        _phases(client[5], client[6], server_ns, times),
+        connection_phases(client[5], client[6], server_ns, times),
         (_outlasts(edge_name(caller, callee), server[1], call_id, remote),) if remote < 0 else (),
         _tcp(found.get(SRTT_KEY), found.get(RETRANSMITS_KEY)),
         _tcp(served.get(SRTT_KEY), served.get(RETRANSMITS_KEY)),
