@@ -10,11 +10,22 @@ corrupt a number (ids, times): those raise OtlpJsonError.
 import base64
 import binascii
 import functools
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from netgap.breakdown import RETRANSMITS_KEY, SRTT_KEY
+from netgap.breakdown import (
+    FAST_KEYS,
+    PHASE_EVENTS,
+    RETRANSMITS_KEY,
+    SRTT_KEY,
+    Chain,
+    LeanSpan,
+    TraceBreakdown,
+    break_down,
+    break_down_chain,
+)
 from netgap.model import CLIENT, Event, Span
 
 _HEX = re.compile(r"^[0-9a-fA-F]*$")
@@ -192,12 +203,22 @@ def _span(
 
 def json_value(value: Any) -> dict[str, Any]:
     """A plain Python value as an OTLP AnyValue object."""
+    kind = type(value)  # exact types first: the common case, and bool is an int
+    if kind is str:
+        return {"stringValue": value}
+    if kind is bool:
+        return {"boolValue": value}
+    if kind is int:
+        return {"intValue": str(value)}
+    if kind is float:
+        # proto3 JSON writes the non-finite doubles as text; JSON has no number for them
+        return {"doubleValue": value if math.isfinite(value) else _NON_FINITE[str(value)]}
     if isinstance(value, bool):
         return {"boolValue": value}
     if isinstance(value, int):
         return {"intValue": str(value)}
     if isinstance(value, float):
-        return {"doubleValue": value}
+        return json_value(float(value))
     if isinstance(value, list | tuple):
         return {"arrayValue": {"values": [json_value(v) for v in value]}}
     if isinstance(value, Mapping):
@@ -205,8 +226,26 @@ def json_value(value: Any) -> dict[str, Any]:
     return {"stringValue": "" if value is None else str(value)}
 
 
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+@functools.lru_cache(maxsize=8192, typed=True)
+def _scalar_attribute(key: str, value: str | int | float | bool) -> dict[str, Any]:
+    # Most attributes repeat from span to span (method, route, addresses): one object each,
+    # shared by every span of the document that has it (the encoder only reads it).
+    return {"key": key, "value": json_value(value)}
+
+
 def json_attributes(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [{"key": key, "value": json_value(value)} for key, value in attrs.items()]
+    return [
+        _scalar_attribute(key, value)
+        if type(value) in _SCALARS
+        else {"key": key, "value": json_value(value)}
+        for key, value in attrs.items()
+    ]
+
+
+_SCALARS = frozenset((str, int, float, bool))
 
 
 def json_from_spans(spans: Iterable[Span]) -> dict[str, Any]:
@@ -214,8 +253,11 @@ def json_from_spans(spans: Iterable[Span]) -> dict[str, Any]:
     order first seen (deterministic for the same input)."""
     groups: dict[str, dict[tuple[str, str], list[Span]]] = {}
     resources: dict[str, dict[str, Any]] = {}
+    keys: dict[int, str] = {}  # the spans of one process share one resource dict: keyed once
     for span in spans:
-        key = repr(sorted(span.resource.items()))
+        key = keys.get(id(span.resource))
+        if key is None:
+            key = keys[id(span.resource)] = repr(sorted(span.resource.items()))
         resources.setdefault(key, span.resource)
         groups.setdefault(key, {}).setdefault((span.scope_name, span.scope_version), []).append(
             span
@@ -272,3 +314,70 @@ def _json_span(span: Span) -> dict[str, Any]:
         }
     )
     return out
+
+
+def breakdowns_from_json(document: Any) -> dict[str, TraceBreakdown | Chain]:
+    """The breakdown of every trace of an OTLP/JSON document (api_v3's search answer), by
+    trace id: exactly what break_down gives for spans_from_json's spans, but for a trace of
+    the common shape (breakdown.break_down_chain) no Span is made, only the lean tuple the
+    store's fast path reads; other traces are decoded in full and given to break_down."""
+    if not isinstance(document, Mapping):
+        raise OtlpJsonError("expected a JSON object")
+    if "result" in document:
+        document = document["result"]
+        if not isinstance(document, Mapping):
+            raise OtlpJsonError('"result" must be an object')
+    lean: dict[str, list[LeanSpan]] = {}
+    raws: dict[str, list[tuple[Any, str, str, dict[str, Any], Mapping[str, Any]]]] = {}
+    for r_index, rs in enumerate(_list(_get(document, "resourceSpans"), '"resourceSpans"')):
+        where = f"resourceSpans[{r_index}]"
+        rs = _object(rs, where)
+        resource = attributes(_get(_object(rs.get("resource"), f"{where}.resource"), "attributes"))
+        service = str(resource.get("service.name", "unknown_service"))
+        for s_index, ss in enumerate(_list(_get(rs, "scopeSpans"), f"{where}.scopeSpans")):
+            ss_where = f"{where}.scopeSpans[{s_index}]"
+            ss = _object(ss, ss_where)
+            scope = _object(_get(ss, "scope"), f"{ss_where}.scope")
+            for index, raw in enumerate(_list(_get(ss, "spans"), f"{ss_where}.spans")):
+                at = f"{ss_where}.spans[{index}]"
+                trace_id, span = _lean(raw, at, service)
+                lean.setdefault(trace_id, []).append(span)
+                raws.setdefault(trace_id, []).append((raw, at, service, resource, scope))
+    found: dict[str, TraceBreakdown | Chain] = {}
+    for trace_id, spans in lean.items():
+        chain = break_down_chain(trace_id, spans)
+        if chain is not None:
+            found[trace_id] = chain
+            continue
+        full = [_span(*r, lean=True) for r in raws[trace_id]]
+        breakdown = break_down(full)
+        if breakdown is not None:
+            found[trace_id] = breakdown
+    return found
+
+
+def _lean(raw: Any, where: str, service: str) -> tuple[str, LeanSpan]:
+    """A span's trace id and its lean tuple, its ids and times checked as _span checks them."""
+    if not isinstance(raw, Mapping):
+        raise OtlpJsonError(f"{where} must be an object")
+    times: dict[str, int] = {}
+    for e in _list(_get(raw, "events"), f"{where}.events"):
+        if isinstance(e, Mapping) and _get(e, "name") in PHASE_EVENTS:
+            times[str(e["name"])] = _int(_get(e, "timeUnixNano"), f"{where}.events.timeUnixNano", 0)
+    items = _get(raw, "attributes")
+    # the last of a repeated key, as attributes() keeps it
+    facts = {
+        str(kv["key"]): any_value(kv.get("value"))
+        for kv in (items if isinstance(items, list) else ())
+        if isinstance(kv, Mapping) and kv.get("key") in FAST_KEYS
+    }
+    return _id(_get(raw, "traceId"), 16, f"{where}.traceId"), (
+        0,
+        _id(_get(raw, "spanId"), 8, f"{where}.spanId"),
+        _id(_get(raw, "parentSpanId"), 8, f"{where}.parentSpanId", optional=True),
+        service,
+        _int(_get(raw, "kind"), f"{where}.kind", default=0),
+        _int(_get(raw, "startTimeUnixNano"), f"{where}.startTimeUnixNano", default=0),
+        _int(_get(raw, "endTimeUnixNano"), f"{where}.endTimeUnixNano", default=0),
+        (times, facts),
+    )

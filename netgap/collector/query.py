@@ -16,11 +16,11 @@ nothing to switch off: traces are always given back as stored. The trace by id's
 
 import json
 import logging
-import math
 import re
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -200,18 +200,6 @@ def _bool_param(params: Any, *names: str) -> bool:
 
 
 def _json(document: Any, status: int = 200) -> Response:
-    try:
-        body = json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except ValueError:  # a NaN or infinite double attribute: proto3 JSON writes it as text
-        body = json.dumps(_finite(document), separators=(",", ":"), ensure_ascii=False)
-    return Response(body.encode(), status, media_type="application/json")
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
+    # orjson: the search answers are megabytes, and the standard json took a third of their
+    # time. Non-finite doubles never get here: json_value writes them as proto3 JSON's text.
+    return Response(orjson.dumps(document), status, media_type="application/json")

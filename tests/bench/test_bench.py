@@ -29,6 +29,7 @@ EXPECTED = (
     "proxy: throughput / direct",
     "collector ingest",
     "breakdown from the store",
+    "breakdown over HTTP api_v3 from `netgap collect`",
     "web tier RSS after",
     "API tier RSS after",
 )
@@ -72,7 +73,8 @@ def test_quick_bench_reports_every_figure_with_target_and_mark(tmp_path: Path) -
         matching = [f for f in figures if f["name"].strip().startswith(expected)]
         assert matching, (expected, names)
     targeted = [f for f in figures if f["pass"] is not None]
-    assert len(targeted) == 11  # issue 6's ten targets and issue 8's metrics cost, one figure each
+    # issue 6's ten targets, issue 8's metrics cost and issue 18's api_v3 breakdown, one each
+    assert len(targeted) == 12
     for figure in targeted:
         assert figure["name"] in done.stdout
         assert ("pass" if figure["pass"] else "MISS") in done.stdout

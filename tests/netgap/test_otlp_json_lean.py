@@ -6,9 +6,11 @@ import random
 from dataclasses import replace
 from typing import Any
 
-from netgap.breakdown import RETRANSMITS_KEY, SRTT_KEY, break_down
+import pytest
+
+from netgap.breakdown import RETRANSMITS_KEY, SRTT_KEY, Chain, break_down
 from netgap.model import CLIENT, Span
-from netgap.otlp_json import json_from_spans, spans_from_json
+from netgap.otlp_json import OtlpJsonError, breakdowns_from_json, json_from_spans, spans_from_json
 from tests.netgap.collector.odd_traces import lab_trace
 
 
@@ -28,3 +30,30 @@ def test_lean_keeps_what_a_breakdown_reads() -> None:
             for s in full
         ]
         assert break_down(lean) == break_down(full)
+
+
+def test_breakdowns_from_json_equal_break_down_of_every_trace() -> None:
+    """One search answer of many traces, odd ones among them (duplicates, skewed clocks,
+    missing spans, odd attribute types): the fast path's answer is break_down's."""
+    rnd = random.Random(18)
+    spans = [s for _ in range(400) for request in lab_trace(rnd, odd=0.4) for s in request]
+    found = breakdowns_from_json({"result": json_from_spans(spans)})
+    by_trace: dict[str, list[Span]] = {}
+    for span in spans_from_json({"result": json_from_spans(spans)}):
+        by_trace.setdefault(span.trace_id, []).append(span)
+    expected = {t: break_down(s) for t, s in by_trace.items()}
+    assert found.keys() == expected.keys()
+    for trace_id, breakdown in found.items():
+        assert (breakdown.breakdown() if isinstance(breakdown, Chain) else breakdown) == expected[
+            trace_id
+        ]
+    chains = sum(isinstance(b, Chain) for b in found.values())
+    assert 100 < chains < len(found)  # both paths taken
+
+
+def test_breakdowns_from_json_check_ids_and_times() -> None:
+    spans = [s for request in lab_trace(random.Random(3), odd=0.0) for s in request]
+    document = json_from_spans(spans)
+    document["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["startTimeUnixNano"] = "soon"
+    with pytest.raises(OtlpJsonError, match="startTimeUnixNano"):
+        breakdowns_from_json(document)
