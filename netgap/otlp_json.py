@@ -229,23 +229,29 @@ def json_value(value: Any) -> dict[str, Any]:
 _NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 
-@functools.lru_cache(maxsize=8192, typed=True)
-def _scalar_attribute(key: str, value: str | int | float | bool) -> dict[str, Any]:
-    # Most attributes repeat from span to span (method, route, addresses): one object each,
-    # shared by every span of the document that has it (the encoder only reads it).
-    return {"key": key, "value": json_value(value)}
+def json_attributes(
+    attrs: Mapping[str, Any], shared: dict[tuple[str, type, Any], dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """`shared`: one document's cache of str, int and bool attributes. Most repeat from span to span
+    (method, route, addresses): each is made once, and its object shared by every span of
+    the document that has it (a document to be encoded, not changed)."""
+    if shared is None:
+        return [{"key": key, "value": json_value(value)} for key, value in attrs.items()]
+    out = []
+    for key, value in attrs.items():
+        kind = type(value)
+        if kind not in _SHARED:
+            out.append({"key": key, "value": json_value(value)})
+            continue
+        found = shared.get((key, kind, value))
+        if found is None:
+            found = shared[(key, kind, value)] = {"key": key, "value": json_value(value)}
+        out.append(found)
+    return out
 
 
-def json_attributes(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [
-        _scalar_attribute(key, value)
-        if type(value) in _SCALARS
-        else {"key": key, "value": json_value(value)}
-        for key, value in attrs.items()
-    ]
-
-
-_SCALARS = frozenset((str, int, float, bool))
+# not floats: rarely repeated, and -0.0 == 0.0 would share one object
+_SHARED = frozenset((str, int, bool))
 
 
 def json_from_spans(spans: Iterable[Span]) -> dict[str, Any]:
@@ -254,6 +260,7 @@ def json_from_spans(spans: Iterable[Span]) -> dict[str, Any]:
     groups: dict[str, dict[tuple[str, str], list[Span]]] = {}
     resources: dict[str, dict[str, Any]] = {}
     keys: dict[int, str] = {}  # the spans of one process share one resource dict: keyed once
+    shared: dict[tuple[str, type, Any], dict[str, Any]] = {}
     for span in spans:
         key = keys.get(id(span.resource))
         if key is None:
@@ -269,7 +276,7 @@ def json_from_spans(spans: Iterable[Span]) -> dict[str, Any]:
                 "scopeSpans": [
                     {
                         "scope": _scope(name, version),
-                        "spans": [_json_span(s) for s in scope_spans],
+                        "spans": [_json_span(s, shared) for s in scope_spans],
                     }
                     for (name, version), scope_spans in scopes.items()
                 ],
@@ -286,7 +293,7 @@ def _scope(name: str, version: str) -> dict[str, str]:
     return scope
 
 
-def _json_span(span: Span) -> dict[str, Any]:
+def _json_span(span: Span, shared: dict[tuple[str, type, Any], dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "traceId": span.trace_id,
         "spanId": span.span_id,
@@ -299,7 +306,7 @@ def _json_span(span: Span) -> dict[str, Any]:
             "kind": span.kind,
             "startTimeUnixNano": str(span.start_ns),
             "endTimeUnixNano": str(span.end_ns),
-            "attributes": json_attributes(span.attributes),
+            "attributes": json_attributes(span.attributes, shared),
             "events": [
                 {
                     "timeUnixNano": str(e.time_ns),
