@@ -6,10 +6,12 @@ Server-rendered HTML and plain CSS: no script, no external asset, works offline.
 """
 
 import re
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -18,9 +20,11 @@ from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute, Route
 
 from netgap.breakdown import PHASES, TraceBreakdown, break_down, connection_phases, edge_name
+from netgap.collector.store import TraceQuery
 from netgap.model import CLIENT, KIND_NAMES, Span
 from netgap.report import clock
 from netgap.trace_reading import KernelEnd, kernel_end, reading
+from netgap.tracesearch import SCAN, Found, Search, SearchError, found, parse_search, scatter
 
 if TYPE_CHECKING:
     from netgap.collector.store import Store
@@ -225,54 +229,58 @@ def render_trace(trace_id: str, spans: Sequence[Span]) -> str:
     )
 
 
-@dataclass(frozen=True)
-class TraceListing:
-    trace_id: str
-    start_ns: int
-    root: str
-    total_ms: float
-    span_count: int
-    split: list[tuple[str, float]]
-
-
-def listing(trace_id: str, spans: Sequence[Span]) -> TraceListing:
-    breakdown = break_down(spans)
-    ids = {s.span_id for s in spans}
-    root = min(spans, key=lambda s: (s.parent_span_id in ids, s.start_ns))
-    return TraceListing(
-        trace_id=trace_id,
-        start_ns=breakdown.start_ns if breakdown else root.start_ns,
-        root=f"{root.service} {root.name}",
-        total_ms=breakdown.total_ns / 1e6 if breakdown else 0.0,
-        span_count=len({s.span_id for s in spans}),
-        split=split_text(breakdown),
+def render_index(result: Found, search: Search, *, now_ns: int) -> str:
+    return _env.get_template("index.html").render(
+        result=result,
+        traces=result.traces,
+        search=search,
+        plot=scatter(result.traces, clock),
+        columns=_COLUMN_TITLES,
+        query=urlencode,
+        now_ns=now_ns,
     )
 
 
-def render_index(traces: Sequence[TraceListing], span_total: int) -> str:
-    return _env.get_template("index.html").render(traces=traces, span_total=span_total)
+_COLUMN_TITLES = {
+    "start": "started (UTC)",
+    "trace": "trace",
+    "root": "root",
+    "spans": "spans",
+    "total": "total",
+    "remote": "remote calls",
+}
 
 
-def render_not_found(message: str) -> str:
-    return _env.get_template("not_found.html").render(message=message)
+def index_page(store: "Store", params: Mapping[str, str], now_ns: int) -> tuple[int, str]:
+    """The recent-traces page for these query parameters: (status, HTML), from one read of
+    the store (Store.listings) however many traces it lists."""
+    try:
+        search = parse_search(params)
+    except SearchError as exc:
+        return 400, render_not_found(f"bad query parameter {exc}", title="Bad request")
+    start = 0 if search.lookback_ns is None else now_ns - search.lookback_ns
+    query = TraceQuery(start, now_ns + _FUTURE_NS, service=search.service or None, limit=SCAN)
+    return 200, render_index(found(store.listings(query), search), search, now_ns=now_ns)
+
+
+# spans stamped a little ahead of this clock (another host's) still count as recent
+_FUTURE_NS = 60 * 10**9
+
+
+def render_not_found(message: str, title: str = "Not found") -> str:
+    return _env.get_template("not_found.html").render(message=message, title=title)
 
 
 _TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
-RECENT = 50
 
 
 def page_routes(store: "Store") -> list[BaseRoute]:
     """`GET /` and `GET /trace/{trace_id}` over the collector's store."""
 
     async def index(request: Request) -> HTMLResponse:
-        summaries = await run_in_threadpool(store.recent_traces, RECENT)
-        rows = []
-        for summary in summaries:
-            spans = await run_in_threadpool(store.trace, summary.trace_id)
-            if spans:
-                rows.append(listing(summary.trace_id, spans))
-        total = await run_in_threadpool(store.span_count)
-        return HTMLResponse(render_index(rows, total))
+        params = dict(request.query_params)
+        status, html = await run_in_threadpool(index_page, store, params, time.time_ns())
+        return HTMLResponse(html, status)
 
     async def trace_page(request: Request) -> HTMLResponse:
         trace_id = str(request.path_params["trace_id"])

@@ -174,6 +174,9 @@ SELECT trace_seq, chain FROM chains WHERE trace_seq IN (SELECT value FROM json_e
 _KEPT_RANGE = "SELECT trace_seq, chain FROM chains WHERE trace_seq BETWEEN ? AND ?"
 _SELECT_SUMMARIES = """
 SELECT trace_id, root_service, root_name, start_ns, end_ns, span_count FROM traces"""
+_SUMMARIES_IN = """
+SELECT trace_id, root_service, root_name, start_ns, end_ns, span_count FROM traces
+WHERE seq IN (SELECT value FROM json_each(?))"""
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -209,6 +212,16 @@ class TraceSummary:
     @property
     def duration_ns(self) -> int:
         return self.end_ns - self.start_ns
+
+
+@dataclass(frozen=True)
+class Listings:
+    """What Store.listings read: each trace's summary and breakdown (None: no spans to
+    break down), the services stored, and how many spans."""
+
+    traces: list[tuple[TraceSummary, "TraceBreakdown | Chain | None"]]
+    services: list[str]
+    span_count: int
 
 
 @dataclass(frozen=True)
@@ -629,6 +642,45 @@ class Store:
     def _starts(self, cur: sqlite3.Cursor, seqs: list[int]) -> dict[int, int]:
         """seq -> the trace's start (its earliest span's)."""
         return dict(_by_seq(cur, "start_ns", seqs))
+
+    def listings(self, query: TraceQuery) -> Listings:
+        """For a page of traces, in one read (one snapshot, one call however many traces):
+        up to `query.limit` traces that started in the window (those with a span of
+        `query.service`, when given), the latest-starting first, each with its summary and
+        breakdown; and every service stored. `query`'s other fields are not used."""
+        with self._reading() as cur:
+            if query.service:
+                found = self._find(cur, query)
+            else:
+                found = dict(
+                    cur.execute(
+                        "SELECT seq, trace_id FROM traces WHERE start_ns >= ? AND start_ns < ?"
+                        " ORDER BY start_ns DESC LIMIT ?",
+                        (query.start_min_ns, query.start_max_ns, max(query.limit, 0)),
+                    ).fetchall()
+                )
+            seqs = list(found)
+            breakdowns: dict[str, TraceBreakdown | Chain] = {}
+            summaries: list[TraceSummary] = []
+            for i in range(0, len(seqs), _LEAN_BATCH):
+                batch = seqs[i : i + _LEAN_BATCH]
+                for b in self._breakdowns(cur, found, batch):
+                    breakdowns[b.trace_id] = b
+                summaries += (
+                    TraceSummary(*row)
+                    for row in cur.execute(
+                        _SUMMARIES_IN,
+                        (_dumps(batch),),
+                    )
+                )
+            services = [
+                row[0]
+                for row in cur.execute("SELECT DISTINCT service FROM operations ORDER BY service")
+            ]
+        summaries.sort(key=lambda s: s.start_ns, reverse=True)
+        return Listings(
+            [(s, breakdowns.get(s.trace_id)) for s in summaries], services, self._span_count
+        )
 
     def recent_traces(self, limit: int, service: str | None = None) -> list[TraceSummary]:
         """Summaries of the `limit` latest-starting traces (that have a span of `service`)."""

@@ -1,6 +1,7 @@
 """The trace page in a real browser (Debian's chromium driven by Playwright), reached from the
 web page's own trace link."""
 
+import math
 import os
 import shutil
 import subprocess
@@ -153,15 +154,73 @@ def test_unknown_or_malformed_trace_id_is_a_404_page(
         context.close()
 
 
-def test_recent_traces_page_lists_the_trace(browser: Any, stack: tuple[str, str]) -> None:
+def test_recent_traces_page_plots_one_mark_per_listed_trace_where_it_belongs(
+    browser: Any, stack: tuple[str, str]
+) -> None:
+    """Its scatter plot, as drawn: a dot of the gap's colour at each listed trace's start and
+    remote time (log scale), and nothing of that colour anywhere else in the plot."""
     web_url, query = stack
-    context, page, errors, _ = open_page(browser, web_url)
+    for _ in range(6):  # a few more traces, spread out in time
+        traced_request(web_url)
+        time.sleep(0.3)
+    time.sleep(0.5)  # the batch processors' delay
+    context, page, errors, _ = open_page(browser, f"{query}/?lookback=10m")
     try:
-        page.goto(f"{query}/")
-        assert page.locator("#traces a[href^='/trace/']").count() >= 1
+        page.set_viewport_size(VIEWPORT)
+        cells = page.locator("#traces tbody tr")
+        listed = [
+            (
+                cells.nth(i).get_attribute("data-trace"),
+                page.locator(
+                    f"tr[data-trace='{cells.nth(i).get_attribute('data-trace')}'] td"
+                ).first.inner_text(),
+                float(cells.nth(i).locator("td[data-remote-ms]").get_attribute("data-remote-ms")),
+            )
+            for i in range(cells.count())
+        ]
+        assert len(listed) >= 6, page.inner_text("body")[:3000]
+        spans = {t: stored_spans(query, t) for t, _, _ in listed}
+        starts = {t: min(s.start_ns for s in trace) for t, trace in spans.items()}
+        box = page.locator("#scatter").bounding_box()
+        picture = image(page.screenshot(full_page=True))
+        colour = css_colours(page)["gap"]
+        expected = scatter_positions(starts, {t: r for t, _, r in listed}, box)
+        problems = []
+        for trace_id, (x, y) in expected.items():
+            near = columns(picture, y, x - 2, x + 2, colour)
+            if not near:
+                problems.append(f"no mark for {trace_id} at ({x:.0f}, {y:.0f})")
+        stray = [
+            (x, y)
+            for y in range(int(box["y"]), int(box["y"] + box["height"]))
+            for x in columns(picture, y, box["x"], box["x"] + box["width"], colour)
+            if not any(abs(x - ex) <= 6 and abs(y - ey) <= 6 for ex, ey in expected.values())
+        ]
+        assert not problems, "\n".join(problems)
+        assert not stray, f"marks where no trace is: {stray[:5]}"
         assert errors == []
     finally:
         context.close()
+
+
+def scatter_positions(
+    starts: dict[str, int], remote_ms: dict[str, float], box: dict[str, float]
+) -> dict[str, tuple[float, float]]:
+    """Where each trace's dot belongs: x linear in its start across the listed traces' span,
+    y by log10 of its remote time between the decades around them (the plot's margins:
+    64 px left, 40 right, 12 top, 30 bottom)."""
+    lo_t, hi_t = min(starts.values()), max(starts.values())
+    logs = {t: math.log10(max(ms * 1e6, 1000)) for t, ms in remote_ms.items()}
+    lo_y, hi_y = math.floor(min(logs.values())), math.ceil(max(logs.values()))
+    hi_y += hi_y == lo_y
+    width, height = box["width"] - 64 - 40, box["height"] - 12 - 30
+    return {
+        t: (
+            box["x"] + 64 + width * (starts[t] - lo_t) / (hi_t - lo_t),
+            box["y"] + 12 + height * (hi_y - logs[t]) / (hi_y - lo_y),
+        )
+        for t in starts
+    }
 
 
 # -- the picture: bars where the spans put them ---------------------------------------------

@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from netgap.tracepage import listing, render_index, render_not_found, render_trace, trace_rows
+from netgap.tracepage import render_not_found, render_trace, trace_rows
 from tests.netgap.traces import chain, with_phases
 
 
@@ -55,13 +55,6 @@ def test_trace_page_shows_every_span_the_split_and_escapes_names() -> None:
     assert "&lt;script&gt;" in html
     assert f"{answer['webtier->apitier remote'] / 1e6:.3f} ms" in html
     assert "http://" not in html.replace('href="/', "")  # no external asset
-
-
-def test_index_lists_traces_with_links_and_split() -> None:
-    spans, _ = chain()
-    html = render_index([listing(spans[0].trace_id, spans)], span_total=len(spans))
-    assert f'href="/trace/{spans[0].trace_id}"' in html
-    assert "webtier-&gt;apitier remote" in html
 
 
 def test_not_found_page() -> None:
