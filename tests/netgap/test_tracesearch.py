@@ -165,3 +165,17 @@ def test_a_bad_parameter_is_a_400_naming_it(
     assert message.group(1).startswith(f"bad query parameter {named}:")
     assert len(message.group(1)) < 200
     assert "Traceback" not in html
+
+
+def test_a_trace_with_remote_time_below_zero_is_listed_unless_a_minimum_is_set(
+    tmp_path: Path,
+) -> None:
+    """On loopback a server may close its span after answering: remote < 0. Such a trace is
+    real and listed (and drawn on the plot's floor); a min_remote leaves it out."""
+    with Store(tmp_path / "traces.db") as opened:
+        spans, answer = chain(start=BASE, web_api_remote=(-30_000, 10_000), with_db=False)
+        assert answer["webtier->apitier remote"] < 0
+        opened.add(spans)
+        html = page(opened)
+        assert rows(html) == dots(html) == [spans[0].trace_id]
+        assert rows(page(opened, min_remote="1us")) == []
