@@ -12,8 +12,10 @@ import binascii
 import functools
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from netgap.breakdown import (
     FAST_KEYS,
@@ -26,6 +28,7 @@ from netgap.breakdown import (
     break_down,
     break_down_chain,
 )
+from netgap.collector.otlp_proto import value as pb_value
 from netgap.model import CLIENT, Event, Span
 
 _HEX = re.compile(r"^[0-9a-fA-F]*$")
@@ -254,6 +257,41 @@ def json_attributes(
 _SHARED = frozenset((str, int, bool))
 
 
+Shared = dict[tuple[str, Any, Any], dict[str, Any]]
+
+
+def json_key_values(items: Sequence[KeyValue], shared: Shared) -> list[dict[str, Any]]:
+    """OTLP protobuf attributes as json_attributes writes them from their decoded dict, without
+    the dict: each key once, the last of a repeated key's values at its first place."""
+    out: list[dict[str, Any]] = []
+    keys: dict[str, int] = {}
+    for kv in items:
+        key, any_value = kv.key, kv.value
+        which = any_value.WhichOneof("value")
+        raw = getattr(any_value, which) if which is not None and which in _SHARED_WHICH else None
+        if which is not None and raw is not None:
+            found = shared.get((key, which, raw))
+            if found is None:
+                value = _SHARED_WHICH[which](raw)
+                found = shared[(key, which, raw)] = {"key": key, "value": value}
+        else:
+            found = {"key": key, "value": json_value(pb_value(any_value))}
+        if key in keys:
+            out[keys[key]] = found
+        else:
+            keys[key] = len(out)
+            out.append(found)
+    return out
+
+
+# AnyValue's scalar cases that are shared (json_attributes' _SHARED), as json_value writes them
+_SHARED_WHICH: dict[str, Any] = {
+    "string_value": lambda v: {"stringValue": v},
+    "int_value": lambda v: {"intValue": str(v)},
+    "bool_value": lambda v: {"boolValue": v},
+}
+
+
 def json_from_spans(spans: Iterable[Span]) -> dict[str, Any]:
     """One `{"resourceSpans": [...]}` document, spans grouped by resource and scope, in the
     order first seen (deterministic for the same input)."""
@@ -275,7 +313,7 @@ def json_from_spans(spans: Iterable[Span]) -> dict[str, Any]:
                 "resource": {"attributes": json_attributes(resources[key])},
                 "scopeSpans": [
                     {
-                        "scope": _scope(name, version),
+                        "scope": json_scope(name, version),
                         "spans": [_json_span(s, shared) for s in scope_spans],
                     }
                     for (name, version), scope_spans in scopes.items()
@@ -286,7 +324,7 @@ def json_from_spans(spans: Iterable[Span]) -> dict[str, Any]:
     }
 
 
-def _scope(name: str, version: str) -> dict[str, str]:
+def json_scope(name: str, version: str) -> dict[str, str]:
     scope = {"name": name} if name else {}
     if version:
         scope["version"] = version

@@ -13,12 +13,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import httpx
-import orjson
+import msgspec
 
 from netgap.breakdown import Chain, TraceBreakdown
 from netgap.errors import NetgapError
 from netgap.model import Span
-from netgap.otlp_json import OtlpJsonError, breakdowns_from_json, spans_from_json
+from netgap.otlp_fast import breakdowns_from_bytes
+from netgap.otlp_json import OtlpJsonError, spans_from_json
 from netgap.timeparse import format_rfc3339_ns
 
 DEFAULT_SOURCE = "http://127.0.0.1:16686"
@@ -26,8 +27,13 @@ DEFAULT_SOURCE = "http://127.0.0.1:16686"
 # split in two and asked again.
 PER_QUERY = 1000
 MIN_SLICE_NS = 1_000_000  # 1 ms
-SLICE_NS = 10_000_000_000  # the first slice; the next ones are sized from what it held
+# The first slices: small, so that even busy traffic (1,000 traces/s) does not fill one; the
+# next ones are sized from what they held (see _sliced).
+SLICE_NS = 1_000_000_000
+MAX_GROWTH = 4
+SPLIT = 4
 WORKERS = 3  # searches in flight at once
+_DECODE = msgspec.json.Decoder().decode
 T = TypeVar("T")
 
 
@@ -64,6 +70,16 @@ class JaegerQuery:
 
     def _get(self, path: str, params: dict[str, str] | None = None) -> Any | None:
         """The JSON body, or None for Jaeger's 404 ("nothing found")."""
+        body = self._get_bytes(path, params)
+        if body is None:
+            return None
+        try:
+            return _DECODE(body)
+        except msgspec.DecodeError as exc:
+            raise TraceSourceError(f"{self.base_url}{path} did not answer JSON") from exc
+
+    def _get_bytes(self, path: str, params: dict[str, str] | None = None) -> bytes | None:
+        """The body of a 200, or None for Jaeger's 404 ("nothing found")."""
         try:
             response = self._client.get(path, params=params)
         except httpx.HTTPError as exc:
@@ -77,10 +93,7 @@ class JaegerQuery:
             raise TraceSourceError(
                 f"{self.base_url}{path} answered {response.status_code}: {_error_message(response)}"
             )
-        try:
-            return orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
-            raise TraceSourceError(f"{self.base_url}{path} did not answer JSON") from exc
+        return response.content
 
     def services(self) -> list[str]:
         body = self._get("/api/v3/services")
@@ -105,25 +118,25 @@ class JaegerQuery:
     def search_breakdowns(
         self, service: str, start_ns: int, end_ns: int
     ) -> dict[str, TraceBreakdown | Chain]:
-        """As search, each trace broken down (otlp_json.breakdowns_from_json: no span is
-        decoded for a trace of the common shape)."""
-        body = self._search(service, start_ns, end_ns)
+        """As search, each trace broken down (otlp_fast.breakdowns_from_bytes: only what a
+        breakdown reads is decoded, and no span is made for a trace of the common shape)."""
+        body = self._get_bytes("/api/v3/traces", self._search_params(service, start_ns, end_ns))
         try:
-            return {} if body is None else breakdowns_from_json(body)
+            return {} if body is None else breakdowns_from_bytes(body)
         except OtlpJsonError as exc:
             raise TraceSourceError(f"{self.base_url} sent traces we cannot read: {exc}") from exc
 
     def _search(self, service: str, start_ns: int, end_ns: int) -> Any | None:
-        return self._get(
-            "/api/v3/traces",
-            {
-                "query.service_name": service,
-                "query.start_time_min": format_rfc3339_ns(start_ns),
-                "query.start_time_max": format_rfc3339_ns(end_ns),
-                "query.num_traces": str(self.per_query),
-                "query.raw_traces": "true",
-            },
-        )
+        return self._get("/api/v3/traces", self._search_params(service, start_ns, end_ns))
+
+    def _search_params(self, service: str, start_ns: int, end_ns: int) -> dict[str, str]:
+        return {
+            "query.service_name": service,
+            "query.start_time_min": format_rfc3339_ns(start_ns),
+            "query.start_time_max": format_rfc3339_ns(end_ns),
+            "query.num_traces": str(self.per_query),
+            "query.raw_traces": "true",
+        }
 
     def traces(
         self,
@@ -171,13 +184,16 @@ class JaegerQuery:
         """`read` over the window in time slices, the oldest first, each trace once.
 
         Slices keep memory bounded and each search under the store's cap; a slice that comes
-        back full is split in two and asked again, and later slices are sized from the
-        density seen so far, so that few are. `workers` slices are asked at once: while one
+        back full is split and asked again, and later slices are sized from the density seen
+        so far, so that few are. `workers` slices are asked at once: while one
         answer is decoded here, the next ones are being searched and encoded at the source,
         on another core."""
         seen: set[str] = set()
         size = slice_ns
         next_lo = start_ns
+        # How many slices to have in flight: one while the size is a guess (at the start, or
+        # after empty slices), `workers` once the last answer said how dense the traces are.
+        in_flight = 1
         pending: deque[tuple[int, int, Future[dict[str, T]]]] = deque()
         with ThreadPoolExecutor(self.workers, thread_name_prefix="api-v3") as pool:
 
@@ -186,19 +202,28 @@ class JaegerQuery:
 
             try:
                 while pending or next_lo < end_ns:
-                    while len(pending) < self.workers and next_lo < end_ns:
+                    while len(pending) < in_flight and next_lo < end_ns:
                         hi = min(next_lo + size, end_ns)
                         pending.append(ask(next_lo, hi))
                         next_lo = hi
                     lo, hi, future = pending.popleft()
                     found = future.result()
                     if len(found) >= self.per_query and hi - lo > MIN_SLICE_NS:
-                        mid = lo + (hi - lo) // 2
-                        pending.extendleft([ask(mid, hi), ask(lo, mid)])
-                        size = max(MIN_SLICE_NS, min(size, (hi - lo) // 4))
+                        # cut: asked again in quarters (a full answer is work thrown away,
+                        # so halves that come back full again cost more), and slices to come
+                        # no larger than those
+                        size = max(MIN_SLICE_NS, min(size, (hi - lo) // SPLIT))
+                        step = max(MIN_SLICE_NS, (hi - lo) // SPLIT)
+                        cuts = [*list(range(lo, hi, step))[:SPLIT], hi]
+                        pending.extendleft(
+                            ask(a, b) for a, b in reversed(list(itertools.pairwise(cuts)))
+                        )
                         continue
-                    if found:  # aim at half the cap per slice
-                        size = max(MIN_SLICE_NS, (hi - lo) * self.per_query // (2 * len(found)))
+                    # aim at half the cap per slice; grow slowly (an empty slice says little
+                    # of the next ones, and a slice that comes back full is work wasted)
+                    aim = (hi - lo) * self.per_query // (2 * len(found)) if found else 2 * size
+                    size = max(MIN_SLICE_NS, min(aim, (hi - lo) * MAX_GROWTH))
+                    in_flight = self.workers if found else 1
                     # a trace that straddles two slices comes back in both
                     fresh = {t: found[t] for t in found if t not in seen}
                     seen.update(fresh)

@@ -52,6 +52,7 @@ from netgap.breakdown import (
 from netgap.collector.otlp_proto import attributes, span_to_pb
 from netgap.errors import NetgapError
 from netgap.model import CLIENT, KIND_NAMES, SERVER, Event, Span
+from netgap.otlp_json import Shared, json_attributes, json_key_values, json_scope
 
 SCHEMA_VERSION = 3  # 2: spans.facts; 3: chains
 APPLICATION_ID = 0x6E676170  # "ngap": marks the file as ours
@@ -582,6 +583,35 @@ class Store:
                 for span in self._trace_spans(cur, seq, trace_id)
             ]
 
+    def find_traces_json(self, query: TraceQuery) -> dict[str, Any] | None:
+        """What json_from_spans makes of find_traces' spans (None for no match), made from
+        the stored rows without decoding them into Spans first: api_v3's search answer,
+        which `netgap breakdown --source` reads thousands of at a time."""
+        documents = JsonDocument()
+        with self._reading() as cur:
+            found = self._find(cur, query)
+            for seq, trace_id in found.items():
+                rows = cur.execute(
+                    _SELECT_SPANS + " WHERE trace_seq = ? ORDER BY start_ns, span_id", (seq,)
+                ).fetchall()
+                for row in rows:
+                    documents.add(trace_id, row, self._scope_json(cur, row[8], documents))
+        return documents.result() if found else None
+
+    def _scope_json(
+        self, cur: sqlite3.Cursor, scope_id: int, document: "JsonDocument"
+    ) -> tuple[str, tuple[str, str]]:
+        """The resource group's key and the scope of `scope_id`, the resource registered with
+        `document` as json_from_spans keys it."""
+        known = document.scopes.get(scope_id)
+        if known is None:
+            resource_json, scope_name, scope_version = self._scope(cur, scope_id)
+            resource = json.loads(resource_json)
+            key = repr(sorted(resource.items()))
+            document.resources.setdefault(key, resource)
+            known = document.scopes[scope_id] = (key, (scope_name, scope_version))
+        return known
+
     def find_breakdowns(
         self, query: TraceQuery, *, oldest_first: bool = False
     ) -> Iterator[TraceBreakdown | Chain]:
@@ -908,6 +938,57 @@ class Store:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class JsonDocument:
+    """An OTLP/JSON document built span row by span row, grouped as json_from_spans groups:
+    by resource, then scope, each in the order first seen."""
+
+    def __init__(self) -> None:
+        self.scopes: dict[int, tuple[str, tuple[str, str]]] = {}  # scope id -> group keys
+        self.resources: dict[str, dict[str, Any]] = {}
+        self.groups: dict[str, dict[tuple[str, str], list[dict[str, Any]]]] = {}
+        self.shared: Shared = {}
+
+    def add(self, trace_id: str, row: Sequence[Any], keys: tuple[str, tuple[str, str]]) -> None:
+        _, span_id, parent, _, name, kind, start, end, _, body = row
+        pb = PbSpan.FromString(body)
+        span: dict[str, Any] = {"traceId": trace_id, "spanId": span_id}
+        if parent:
+            span["parentSpanId"] = parent
+        span["name"] = name
+        span["kind"] = kind
+        span["startTimeUnixNano"] = str(start)
+        span["endTimeUnixNano"] = str(end)
+        span["attributes"] = json_key_values(pb.attributes, self.shared)
+        span["events"] = [
+            {
+                "timeUnixNano": str(e.time_unix_nano),
+                "name": e.name,
+                "attributes": json_key_values(e.attributes, self.shared),
+            }
+            for e in pb.events
+        ]
+        status = pb.status
+        span["status"] = {
+            k: v for k, v in (("message", status.message), ("code", status.code)) if v
+        }
+        resource, scope = keys
+        self.groups.setdefault(resource, {}).setdefault(scope, []).append(span)
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "resourceSpans": [
+                {
+                    "resource": {"attributes": json_attributes(self.resources[key])},
+                    "scopeSpans": [
+                        {"scope": json_scope(name, version), "spans": spans}
+                        for (name, version), spans in scopes.items()
+                    ],
+                }
+                for key, scopes in self.groups.items()
+            ]
+        }
 
 
 def _kept(chain: Chain | None) -> str | None:

@@ -2,14 +2,17 @@
 attributes and events of CLIENT spans and the kernel's testimony of the others, and the same
 breakdown as the full read."""
 
+import json
 import random
 from dataclasses import replace
 from typing import Any
 
+import msgspec
 import pytest
 
 from netgap.breakdown import RETRANSMITS_KEY, SRTT_KEY, Chain, break_down
 from netgap.model import CLIENT, Span
+from netgap.otlp_fast import breakdowns_from_bytes
 from netgap.otlp_json import OtlpJsonError, breakdowns_from_json, json_from_spans, spans_from_json
 from tests.netgap.collector.odd_traces import lab_trace
 
@@ -57,3 +60,24 @@ def test_breakdowns_from_json_check_ids_and_times() -> None:
     document["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["startTimeUnixNano"] = "soon"
     with pytest.raises(OtlpJsonError, match="startTimeUnixNano"):
         breakdowns_from_json(document)
+
+
+def test_the_schema_read_of_the_bytes_gives_the_same_breakdowns() -> None:
+    """otlp_fast.breakdowns_from_bytes: the search answer's bytes, decoded against a schema,
+    give what breakdowns_from_json gives for the decoded document: odd traces too, and an
+    answer in another shape (snake_case, times as numbers) through the lenient reader."""
+    rnd = random.Random(19)
+    spans = [s for _ in range(300) for request in lab_trace(rnd, odd=0.4) for s in request]
+    document = {"result": json_from_spans(spans)}
+    expected = breakdowns_from_json(document)
+    assert breakdowns_from_bytes(msgspec.json.encode(document)) == expected
+    snake = json.loads(
+        json.dumps(document)
+        .replace('"traceId"', '"trace_id"')
+        .replace('"spanId"', '"span_id"')
+        .replace('"parentSpanId"', '"parent_span_id"')
+    )
+    assert breakdowns_from_bytes(msgspec.json.encode(snake)) == expected
+    for body, error in ((b"{not json", "not JSON"), (b'{"result": {"resourceSpans": 3}}', "list")):
+        with pytest.raises(OtlpJsonError, match=error):
+            breakdowns_from_bytes(body)
