@@ -14,14 +14,13 @@ import msgspec
 from netgap.breakdown import (
     FAST_KEYS,
     PHASE_EVENTS,
-    Chain,
     LeanSpan,
-    TraceBreakdown,
     break_down,
     break_down_chain,
 )
 from netgap.model import Span
 from netgap.otlp_json import (
+    Found,
     OtlpJsonError,
     _id,
     _int,
@@ -78,9 +77,10 @@ _DECODE = msgspec.json.Decoder(_Answer).decode
 _DECODE_ANY = msgspec.json.Decoder().decode
 
 
-def breakdowns_from_bytes(body: bytes) -> dict[str, TraceBreakdown | Chain]:
-    """otlp_json.breakdowns_from_json of the decoded `body` (an api_v3 search answer), by
-    trace id; OtlpJsonError for a document that is not OTLP/JSON trace data."""
+def breakdowns_from_bytes(body: bytes) -> dict[str, Found]:
+    """otlp_json.breakdowns_from_json of the decoded `body` (an api_v3 search answer): each
+    trace's start and breakdown, by trace id; OtlpJsonError for a document that is not
+    OTLP/JSON trace data."""
     try:
         answer = _DECODE(body)
     except msgspec.ValidationError:
@@ -96,19 +96,20 @@ def breakdowns_from_bytes(body: bytes) -> dict[str, TraceBreakdown | Chain]:
                 trace_id = _id(span.traceId, 16, "traceId")
                 lean.setdefault(trace_id, []).append(_lean(span, service))
                 where.setdefault(trace_id, []).append((span, service, rs, ss))
-    found: dict[str, TraceBreakdown | Chain] = {}
+    found: dict[str, Found] = {}
     resources: dict[int, dict[str, Any]] = {}
     for trace_id, spans in lean.items():
+        start = min(span[5] for span in spans)
         chain = break_down_chain(trace_id, spans)
         if chain is not None:
-            found[trace_id] = chain
+            found[trace_id] = start, chain
             continue
         full = [
             _full(span, service, rs, ss, resources) for span, service, rs, ss in where[trace_id]
         ]
         breakdown = break_down(full)
         if breakdown is not None:
-            found[trace_id] = breakdown
+            found[trace_id] = start, breakdown
     return found
 
 

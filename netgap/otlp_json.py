@@ -361,9 +361,13 @@ def _json_span(span: Span, shared: dict[tuple[str, type, Any], dict[str, Any]]) 
     return out
 
 
-def breakdowns_from_json(document: Any) -> dict[str, TraceBreakdown | Chain]:
-    """The breakdown of every trace of an OTLP/JSON document (api_v3's search answer), by
-    trace id: exactly what break_down gives for spans_from_json's spans, but for a trace of
+Found = tuple[int, "TraceBreakdown | Chain"]  # a trace's start (its earliest span's), its breakdown
+
+
+def breakdowns_from_json(document: Any) -> dict[str, Found]:
+    """The start and breakdown of every trace of an OTLP/JSON document (api_v3's search
+    answer), by trace id. The start is the store's (the trace's earliest span's); the
+    breakdown exactly what break_down gives for spans_from_json's spans, but for a trace of
     the common shape (breakdown.break_down_chain) no Span is made, only the lean tuple the
     store's fast path reads; other traces are decoded in full and given to break_down."""
     if not isinstance(document, Mapping):
@@ -388,16 +392,17 @@ def breakdowns_from_json(document: Any) -> dict[str, TraceBreakdown | Chain]:
                 trace_id, span = _lean(raw, at, service)
                 lean.setdefault(trace_id, []).append(span)
                 raws.setdefault(trace_id, []).append((raw, at, service, resource, scope))
-    found: dict[str, TraceBreakdown | Chain] = {}
+    found: dict[str, Found] = {}
     for trace_id, spans in lean.items():
+        start = min(span[5] for span in spans)
         chain = break_down_chain(trace_id, spans)
         if chain is not None:
-            found[trace_id] = chain
+            found[trace_id] = start, chain
             continue
         full = [_span(*r, lean=True) for r in raws[trace_id]]
         breakdown = break_down(full)
         if breakdown is not None:
-            found[trace_id] = breakdown
+            found[trace_id] = start, breakdown
     return found
 
 

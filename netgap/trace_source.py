@@ -19,7 +19,7 @@ from netgap.breakdown import Chain, TraceBreakdown
 from netgap.errors import NetgapError
 from netgap.model import Span
 from netgap.otlp_fast import breakdowns_from_bytes
-from netgap.otlp_json import OtlpJsonError, spans_from_json
+from netgap.otlp_json import Found, OtlpJsonError, spans_from_json
 from netgap.timeparse import format_rfc3339_ns
 
 DEFAULT_SOURCE = "http://127.0.0.1:16686"
@@ -115,11 +115,10 @@ class JaegerQuery:
             grouped[span.trace_id].append(span)
         return dict(grouped)
 
-    def search_breakdowns(
-        self, service: str, start_ns: int, end_ns: int
-    ) -> dict[str, TraceBreakdown | Chain]:
-        """As search, each trace broken down (otlp_fast.breakdowns_from_bytes: only what a
-        breakdown reads is decoded, and no span is made for a trace of the common shape)."""
+    def search_breakdowns(self, service: str, start_ns: int, end_ns: int) -> dict[str, Found]:
+        """As search, each trace's start (its earliest span's) and breakdown
+        (otlp_fast.breakdowns_from_bytes: only what a breakdown reads is decoded, and no span
+        is made for a trace of the common shape)."""
         body = self._get_bytes("/api/v3/traces", self._search_params(service, start_ns, end_ns))
         try:
             return {} if body is None else breakdowns_from_bytes(body)
@@ -170,7 +169,8 @@ class JaegerQuery:
     ) -> Iterator[TraceBreakdown | Chain]:
         """The breakdown of each trace traces() would give, in its order."""
         slices = self._sliced(self.search_breakdowns, service, start_ns, end_ns, slice_ns)
-        ordered = (b for found in slices for b in sorted(found.values(), key=_start))
+        # in each slice, by the traces' start, as the store orders them
+        ordered = (b for found in slices for _, b in sorted(found.values(), key=_first))
         yield from itertools.islice(ordered, limit)
 
     def _sliced(
@@ -248,5 +248,5 @@ def _error_message(response: httpx.Response) -> str:
         return response.text[:200]
 
 
-def _start(breakdown: TraceBreakdown | Chain) -> int:
-    return breakdown.start_ns
+def _first(found: Found) -> int:
+    return found[0]

@@ -46,11 +46,11 @@ def test_breakdowns_from_json_equal_break_down_of_every_trace() -> None:
         by_trace.setdefault(span.trace_id, []).append(span)
     expected = {t: break_down(s) for t, s in by_trace.items()}
     assert found.keys() == expected.keys()
-    for trace_id, breakdown in found.items():
-        assert (breakdown.breakdown() if isinstance(breakdown, Chain) else breakdown) == expected[
-            trace_id
-        ]
-    chains = sum(isinstance(b, Chain) for b in found.values())
+    for trace_id, (start, breakdown) in found.items():
+        assert start == min(s.start_ns for s in by_trace[trace_id])  # as the store keeps it
+        full = breakdown.breakdown() if isinstance(breakdown, Chain) else breakdown
+        assert full == expected[trace_id]
+    chains = sum(isinstance(b, Chain) for _, b in found.values())
     assert 100 < chains < len(found)  # both paths taken
 
 
