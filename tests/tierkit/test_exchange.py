@@ -109,9 +109,8 @@ def test_a_header_value_with_cr_lf_is_refused_before_anything_is_sent() -> None:
         async with client() as http:
             await http.get(f"{url}/", headers={"x-note": "a\r\nInjected: yes"})
 
-    with h11_server() as (url, received):
-        with pytest.raises((httpx.HTTPError, ValueError)):
-            asyncio.run(call(url))
+    with h11_server() as (url, received), pytest.raises((httpx.HTTPError, ValueError)):
+        asyncio.run(call(url))
     assert not any(received.connections), received.connections
     assert received.requests == []
 
@@ -127,7 +126,8 @@ def test_an_idempotent_request_is_retried_once_on_a_fresh_connection() -> None:
         first, second = asyncio.run(calls(url))
     assert [method for method, _, _ in received.requests] == [b"GET", b"GET", b"GET"]
     assert len(received.connections) == 2
-    assert second.retried_ns is not None and first.retried_ns is None
+    assert second.retried_ns is not None
+    assert first.retried_ns is None
     assert "retry" in [name for name, _ in second.events()]
     assert not second.reused  # the answer came on the fresh connection
 
@@ -138,9 +138,11 @@ def test_a_non_idempotent_request_is_never_sent_twice() -> None:
             await http.post(f"{url}/", content=b"first")
             await http.post(f"{url}/", content=b"second")  # the server drops it unanswered
 
-    with h11_server(answer_on_each_connection=1) as (url, received):
-        with pytest.raises(httpx.RemoteProtocolError):
-            asyncio.run(calls(url))
+    with (
+        h11_server(answer_on_each_connection=1) as (url, received),
+        pytest.raises(httpx.RemoteProtocolError),
+    ):
+        asyncio.run(calls(url))
     assert [method for method, _, _ in received.requests] == [b"POST", b"POST"]
     assert len(received.connections) == 1  # no second connection: nothing resent
 

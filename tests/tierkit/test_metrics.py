@@ -12,8 +12,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from prometheus_client.parser import text_string_to_metric_families
 
-from tierkit.metrics import BUCKETS, OutboundMetrics, TierMetrics, error_label, status_label
 from tierkit.export import CountingBatchSpanProcessor, OutageAwareExporter
+from tierkit.metrics import BUCKETS, OutboundMetrics, TierMetrics, error_label, status_label
 
 
 def samples(metrics: TierMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
