@@ -1,0 +1,8 @@
+"""What the image smoke test measured (image sizes, build and run times), for the summary that
+tests/k8s/conftest.py prints at the end of the run, next to each check's outcome."""
+
+LINES: list[str] = []
+
+
+def note(line: str) -> None:
+    LINES.append(line)
