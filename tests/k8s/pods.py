@@ -4,12 +4,14 @@ From each container's spec (what `kubectl kustomize k8s/` renders): the command 
 `$(VAR)` expanded, the environment as the kubelet builds it, the pod's user and group, a
 read-only root filesystem, dropped capabilities, no privilege escalation, each emptyDir as a
 tmpfs of its sizeLimit, the memory and CPU limits, the pod name as the hostname. A Service is
-stood in for by its cluster DNS name in /etc/hosts (the backend container's address) and, when
-the Service port differs from the container port, a redirect in the backend's network namespace
-(what kube-proxy's DNAT does on a node). Not here: probes run by a kubelet, more than one replica,
-NetworkPolicies, scheduling (docs/cluster.md).
+stood in for by a ClusterIP that its backend container holds: the cluster DNS name points to it
+in every later container's /etc/hosts, the Service ports are redirected to the container ports
+in the backend's network namespace (as kube-proxy's DNAT does on a node), other ports refused.
+Not here: probes run by a kubelet, more than one replica, NetworkPolicies, scheduling
+(docs/cluster.md).
 """
 
+import ipaddress
 import json
 import re
 import subprocess
@@ -87,6 +89,7 @@ class Cluster:
     objects: list[Obj]
     prefix: str
     network: str = ""
+    subnet: str = ""
     hosts: dict[str, str] = field(default_factory=dict)  # Service DNS name -> address
     pods: list[Pod] = field(default_factory=list)
 
@@ -174,43 +177,46 @@ class Cluster:
         return pod
 
     def _serve(self, pod: Pod) -> None:
-        """The Services that send to this container now resolve to it, their ports redirected
-        to its container ports."""
+        """Each Service that sends to this container gets a ClusterIP of its own, held by the
+        container (the network's top addresses, which podman hands out last): its cluster DNS
+        name resolves to that address, its ports are redirected to the container ports, and
+        any other port is refused, as at a real Service."""
         workload = pod.container.workload["metadata"]["name"]
         for service in of_kind(self.objects, "Service"):
             if service["metadata"].get("namespace") != NAMESPACE:
                 continue
-            for port in service["spec"]["ports"]:
-                for c, target in backends(self.objects, service, port):
-                    if c.workload["metadata"]["name"] != workload:
-                        continue
-                    host = service_dns(service["metadata"]["name"], NAMESPACE)
-                    self.hosts[host] = pod.ip
-                    if int(port["port"]) != target:
-                        self._redirect(pod, int(port["port"]), target)
+            ports = [
+                (int(port["port"]), target)
+                for port in service["spec"]["ports"]
+                for c, target in backends(self.objects, service, port)
+                if c.workload["metadata"]["name"] == workload
+            ]
+            if not ports:
+                continue
+            cluster_ip = self._cluster_ip()
+            self.hosts[service_dns(service["metadata"]["name"], NAMESPACE)] = cluster_ip
+            self._nsenter(pod, "ip", "address", "add", f"{cluster_ip}/32", "dev", "eth0")
+            for port, target in ports:
+                rule = ["-d", cluster_ip, "-p", "tcp", "--dport", str(port)]
+                redirect = ["-j", "REDIRECT", "--to-ports", str(target)]
+                self._nsenter(pod, "iptables", "-t", "nat", "-A", "PREROUTING", *rule, *redirect)
+            # A redirected packet is addressed to the container's own address by now: what
+            # still goes to the ClusterIP is for a port the Service does not have.
+            refuse = ["-d", cluster_ip, "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"]
+            self._nsenter(pod, "iptables", "-A", "INPUT", *refuse)
 
-    def _redirect(self, pod: Pod, port: int, target: int) -> None:
-        argv = [
-            "nsenter",
-            f"--target={pod.pid}",
-            "--net",
-            "iptables",
-            "-t",
-            "nat",
-            "-A",
-            "PREROUTING",
-            "-p",
-            "tcp",
-            "--dport",
-            str(port),
-            "-j",
-            "REDIRECT",
-            "--to-ports",
-            str(target),
-        ]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    def _cluster_ip(self) -> str:
+        if not self.subnet:
+            [network] = json.loads(self.engine.run("network", "inspect", self.network).stdout)
+            self.subnet = network["subnets"][0]["subnet"]
+        top = ipaddress.ip_network(self.subnet).broadcast_address
+        return str(top - 1 - len(self.hosts))
+
+    def _nsenter(self, pod: Pod, *argv: str) -> None:
+        command = ["nsenter", f"--target={pod.pid}", "--net", *argv]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
         if done.returncode != 0:
-            raise EngineError(f"{' '.join(argv)}: {done.stderr}")
+            raise EngineError(f"{' '.join(command)}: {done.stderr}")
 
     def logs(self, pod: Pod) -> str:
         done = self.engine.run("logs", pod.name, check=False)
