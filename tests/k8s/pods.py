@@ -194,7 +194,11 @@ class Cluster:
             if not ports:
                 continue
             cluster_ip = self._cluster_ip()
-            self.hosts[service_dns(service["metadata"]["name"], NAMESPACE)] = cluster_ip
+            # Every name a pod in the namespace resolves through its DNS search list.
+            fqdn = service_dns(service["metadata"]["name"], NAMESPACE)
+            labels = fqdn.split(".")
+            for name in (*(".".join(labels[:depth]) for depth in (1, 2, 3)), fqdn):
+                self.hosts[name] = cluster_ip
             self._nsenter(pod, "ip", "address", "add", f"{cluster_ip}/32", "dev", "eth0")
             for port, target in ports:
                 rule = ["-d", cluster_ip, "-p", "tcp", "--dport", str(port)]
@@ -210,7 +214,7 @@ class Cluster:
             [network] = json.loads(self.engine.run("network", "inspect", self.network).stdout)
             self.subnet = network["subnets"][0]["subnet"]
         top = ipaddress.ip_network(self.subnet).broadcast_address
-        return str(top - 1 - len(self.hosts))
+        return str(top - 1 - len(set(self.hosts.values())))
 
     def _nsenter(self, pod: Pod, *argv: str) -> None:
         command = ["nsenter", f"--target={pod.pid}", "--net", *argv]
