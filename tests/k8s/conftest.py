@@ -1,8 +1,18 @@
 import pytest
 
+from tests.k8s import engine as engines
 from tests.k8s import smoke_report
 
-SMOKE = "tests/k8s/test_image_smoke.py::"
+SMOKE = ("tests/k8s/test_image_smoke.py::", "tests/k8s/test_image_arm64.py::")
+
+
+@pytest.fixture(scope="module")
+def engine() -> engines.Engine:
+    """podman, set up here when root (tests/k8s/engine.py); else the one skip line."""
+    reason = engines.missing()
+    if reason is not None:
+        pytest.skip(reason)
+    return engines.Engine.here()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -11,16 +21,20 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Each check of the image smoke test by name, and what it measured, even in -q runs."""
-    outcomes = []
-    for outcome in ("passed", "failed", "error", "skipped"):
-        for report in terminalreporter.stats.get(outcome, []):
-            nodeid = getattr(report, "nodeid", "")
-            if nodeid.startswith(SMOKE) and (report.when == "call" or outcome != "passed"):
-                outcomes.append(f"{outcome.upper():8} {nodeid.removeprefix(SMOKE)}")
-    if not outcomes and not smoke_report.LINES:
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if not report.nodeid.startswith(SMOKE):
         return
-    terminalreporter.section("image smoke test (tests/k8s/test_image_smoke.py)")
-    for line in [*outcomes, *smoke_report.LINES]:
-        terminalreporter.write_line(line)
+    if report.when == "call" or report.outcome != "passed":
+        line = f"{report.outcome.upper():8} {report.nodeid.split('::')[-1]}"
+        if report.skipped and isinstance(report.longrepr, tuple):
+            line += f": {report.longrepr[2].removeprefix('Skipped: ')}"
+        smoke_report.CHECKS.append(line)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Each check of the image tests by name, and what they measured, even in -q runs."""
+    lines = [*smoke_report.CHECKS, *smoke_report.LINES]
+    if lines:
+        terminalreporter.section("the images, built and run (tests/k8s/test_image_*.py)")
+        for line in lines:
+            terminalreporter.write_line(line)

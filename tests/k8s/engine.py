@@ -8,6 +8,7 @@ base in podman's own storage, the wheels in a directory per Python and machine. 
 only rebuilds the layers that changed.
 """
 
+import hashlib
 import os
 import re
 import shutil
@@ -32,8 +33,9 @@ PACKAGES = (
     "iptables",
 )
 SUITE = "bookworm"
-# The stand-in for python:3.12-slim: Debian's Python with `python` and the venv module.
-BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3")
+# The stand-in for python:3.12-slim: Debian's Python with `python`, the venv module and, as
+# that image has them, the C headers (arm64 compiles hdrhistogram's extension against them).
+BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3", "libpython3-dev")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # crun refuses this kind of machine's hybrid cgroup hierarchy, and the engine's default
 # ulimits exceed what the kernel grants a container here: both set for the test's runs only.
@@ -70,6 +72,31 @@ def missing() -> str | None:
         if shutil.which(tool) is None:
             _apt_install(PACKAGES)
             break
+    return None
+
+
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+
+
+def arm64_missing() -> str | None:
+    """Why linux/arm64 containers cannot run here (the skip line), or None. As root with
+    apt-get, installs qemu-user-static and registers it with the kernel's binfmt_misc (mounted
+    first where nothing did), which is what Debian's packages do on a booted system."""
+    handler = BINFMT / "qemu-aarch64"
+    if not handler.exists() and os.geteuid() == 0 and shutil.which("apt-get"):
+        _apt_install(("qemu-user-static", "binfmt-support"))
+        if not (BINFMT / "register").exists():
+            subprocess.run(
+                ["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)],
+                capture_output=True,
+                timeout=30,
+            )
+        if shutil.which("update-binfmts"):
+            subprocess.run(
+                ["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True, timeout=60
+            )
+    if not handler.exists() or "enabled" not in handler.read_text():
+        return "no arm64 emulation here: needs qemu-user-static registered in binfmt_misc"
     return None
 
 
@@ -163,7 +190,9 @@ def apt_mirror(suite: str = SUITE) -> str:
 def base_image(engine: Engine, machine: str = "x86_64") -> str:
     """A Debian with Python, imported into podman's storage once and reused after."""
     arch = DEBIAN_ARCH[machine]
-    tag = f"localhost/netgap-smoke/debian-python:{SUITE}-{arch}"
+    # The tag names what went in, so a changed package list makes a new base.
+    recipe = hashlib.sha256(",".join([SUITE, *BASE_PACKAGES]).encode()).hexdigest()[:8]
+    tag = f"localhost/netgap-smoke/debian-python:{SUITE}-{arch}-{recipe}"
     if engine.image_exists(tag):
         return tag
     rootfs = CACHE / f"rootfs-{arch}"

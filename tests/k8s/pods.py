@@ -17,6 +17,7 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tests.k8s.engine import Engine, EngineError
@@ -81,6 +82,22 @@ class Pod:
     pid: int
 
 
+_RUN = re.compile(r"netgap-smoke-(\d+)-.+")
+
+
+def sweep(engine: Engine) -> None:
+    """What a killed run left behind: containers and networks named after a process that is
+    gone."""
+    for kind, listing in (("container", "ps --all"), ("network", "network ls")):
+        names = engine.run(
+            *listing.split(), "--format", "{{.Names}}" if kind == "container" else "{{.Name}}"
+        )
+        for name in names.stdout.split():
+            run = _RUN.fullmatch(name)
+            if run and not Path(f"/proc/{run[1]}").exists():
+                engine.run(kind, "rm", "--force", name, check=False)
+
+
 @dataclass
 class Cluster:
     """The containers of one test run on a network of their own, with the Services' names."""
@@ -94,6 +111,7 @@ class Cluster:
     pods: list[Pod] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        sweep(self.engine)
         self.network = f"{self.prefix}-net"
         self.engine.run("network", "create", self.network)
 

@@ -35,14 +35,6 @@ SPAN_WAIT_S = 20.0  # the SDK's batch delay is 5 s; the collector answers within
 
 
 @pytest.fixture(scope="module")
-def engine() -> engines.Engine:
-    reason = engines.missing()
-    if reason is not None:
-        pytest.skip(reason)
-    return engines.Engine.here()
-
-
-@pytest.fixture(scope="module")
 def objects() -> list[Obj]:
     return render("root")
 
