@@ -341,9 +341,16 @@ def build(
     ]
     if platform_:
         argv += ["--platform", platform_]
+    previous = engine.run("image", "inspect", "--format", "{{.Id}}", tag, check=False)
     start = time.monotonic()
     engine.run(*argv, str(root), timeout=timeout)
     seconds = time.monotonic() - start
     image_id = iidfile.read_text().strip()
     iidfile.unlink()
+    # The image this tag named before, unless it is the same: each change of the sources
+    # would otherwise leave a few hundred MB behind in podman's store. Its parents that are
+    # left dangling go too; the build stage's layers stay (the next build's cache).
+    old = previous.stdout.strip()
+    if previous.returncode == 0 and old and old not in image_id:
+        engine.run("rmi", old, check=False)
     return Built(image_id, seconds)
