@@ -46,9 +46,8 @@ default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
 [engine]
 runtime = "runc"
 """
-# Debian's architecture names for the machines the images are built for.
+# Debian's names for the machines the images are built for (OCI's are the same).
 DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
-OCI_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
 class EngineError(AssertionError):
@@ -219,7 +218,7 @@ def base_image(engine: Engine, machine: str = "x86_64") -> str:
         [
             "podman",
             "import",
-            f"--arch={OCI_ARCH[machine]}",
+            f"--arch={DEBIAN_ARCH[machine]}",
             "--change",
             'CMD ["/bin/bash"]',
             "-",
