@@ -1,3 +1,5 @@
+from collections.abc import Iterator
+
 import pytest
 
 from tests.k8s import engine as engines
@@ -7,12 +9,14 @@ SMOKE = ("tests/k8s/test_image_smoke.py::", "tests/k8s/test_image_arm64.py::")
 
 
 @pytest.fixture(scope="module")
-def engine() -> engines.Engine:
-    """podman, set up here when root (tests/k8s/engine.py); else the one skip line."""
+def engine() -> Iterator[engines.Engine]:
+    """podman, set up here when root (tests/k8s/engine.py); else the one skip line. Held by
+    one test module at a time on the machine."""
     reason = engines.missing()
     if reason is not None:
         pytest.skip(reason)
-    return engines.Engine.here()
+    with engines.exclusive():
+        yield engines.Engine.here()
 
 
 def pytest_configure(config: pytest.Config) -> None:

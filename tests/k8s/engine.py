@@ -8,6 +8,8 @@ base in podman's own storage, the wheels in a directory per Python and machine. 
 only rebuilds the layers that changed.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -15,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,6 +112,19 @@ def _apt_install(packages: Sequence[str]) -> None:
             timeout=600,
             env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
         )
+
+
+@contextlib.contextmanager
+def exclusive() -> Iterator[None]:
+    """One test run at a time on this machine's engine: runs from two checkouts share the
+    cache, the base and the image tags (a build removes the image its tag named before)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
