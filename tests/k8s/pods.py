@@ -16,6 +16,7 @@ import json
 import re
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,70 @@ def grace_s(c: Container) -> float:
     return total - float(sleep.get("seconds", 0))
 
 
+def run_argv(
+    objects: list[Obj],
+    c: Container,
+    image: str,
+    name: str,
+    network: str,
+    hosts: Mapping[str, str],
+    command: list[str] | None = None,
+) -> list[str]:
+    """`podman run` for the container as its rendered spec says; `command` replaces the spec's
+    command and args (for the collector playing Jaeger)."""
+    fields = {"metadata.name": name, "metadata.namespace": c.namespace, "spec.nodeName": "podman"}
+    environment = container_environment(objects, c, fields)
+    uid, gid = user(c)
+    context = security(c)
+    argv = [
+        "run",
+        "--detach",
+        f"--name={name}",
+        f"--hostname={name}",
+        f"--network={network}",
+        f"--user={uid}:{gid}",
+        f"--stop-timeout={int(grace_s(c))}",
+    ]
+    if context.get("readOnlyRootFilesystem"):
+        # podman's --read-only adds tmpfs on /tmp, /run, /var/tmp: not what the pod has
+        argv += ["--read-only", "--read-only-tmpfs=false"]
+    if context.get("allowPrivilegeEscalation") is False:
+        argv.append("--security-opt=no-new-privileges")
+    capabilities = context.get("capabilities") or {}
+    argv += [f"--cap-drop={cap.lower()}" for cap in capabilities.get("drop", [])]
+    argv += [f"--cap-add={cap.lower()}" for cap in capabilities.get("add", [])]
+    limits = (c.spec.get("resources") or {}).get("limits") or {}
+    if "memory" in limits:
+        argv.append(f"--memory={quantity_bytes(limits['memory'])}")
+    if "cpu" in limits:
+        argv.append(f"--cpus={quantity_cpus(limits['cpu'])}")
+    argv += volumes(c)
+    argv += [f"--add-host={host}:{ip}" for host, ip in sorted(hosts.items())]
+    for key, value in environment.items():
+        argv += ["--env", f"{key}={value}"]
+    if command is not None:
+        return [*argv, f"--entrypoint={json.dumps(command[:1])}", image, *command[1:]]
+    if "command" in c.spec:
+        words = [expand(w, environment) for w in [*c.spec["command"], *c.spec.get("args", [])]]
+        return [*argv, f"--entrypoint={json.dumps(words[:1])}", image, *words[1:]]
+    return [*argv, image, *[expand(a, environment) for a in c.spec.get("args", [])]]
+
+
+def volumes(c: Container) -> list[str]:
+    """Each emptyDir mount as a tmpfs of the emptyDir's sizeLimit; other volumes fail."""
+    by_name = {v["name"]: v for v in c.pod["spec"].get("volumes", [])}
+    argv = []
+    for mount in c.spec.get("volumeMounts", []):
+        volume = by_name[mount["name"]]
+        assert "emptyDir" in volume, f"{c.where}: only emptyDir volumes are stood in for"
+        options = [f"destination={mount['mountPath']}", "tmpfs-mode=1777"]
+        size = (volume["emptyDir"] or {}).get("sizeLimit")
+        if size:
+            options.append(f"tmpfs-size={quantity_bytes(size)}")
+        argv.append("--mount=type=tmpfs," + ",".join(options))
+    return argv
+
+
 @dataclass
 class Pod:
     """One running container, as podman knows it."""
@@ -121,67 +186,9 @@ class Cluster:
         self.engine.run("network", "rm", "--force", self.network, check=False)
 
     def argv(
-        self,
-        c: Container,
-        image: str,
-        name: str,
-        command: list[str] | None = None,
+        self, c: Container, image: str, name: str, command: list[str] | None = None
     ) -> list[str]:
-        """`podman run` for the container; `command` replaces the spec's command and args
-        (for the collector playing Jaeger)."""
-        fields = {
-            "metadata.name": name,
-            "metadata.namespace": c.namespace,
-            "spec.nodeName": "podman",
-        }
-        environment = container_environment(self.objects, c, fields)
-        uid, gid = user(c)
-        context = security(c)
-        argv = [
-            "run",
-            "--detach",
-            f"--name={name}",
-            f"--hostname={name}",
-            f"--network={self.network}",
-            f"--user={uid}:{gid}",
-            f"--stop-timeout={int(grace_s(c))}",
-        ]
-        if context.get("readOnlyRootFilesystem"):
-            # podman's --read-only adds tmpfs on /tmp, /run, /var/tmp: not what the pod has
-            argv += ["--read-only", "--read-only-tmpfs=false"]
-        if context.get("allowPrivilegeEscalation") is False:
-            argv.append("--security-opt=no-new-privileges")
-        capabilities = context.get("capabilities") or {}
-        argv += [f"--cap-drop={cap.lower()}" for cap in capabilities.get("drop", [])]
-        argv += [f"--cap-add={cap.lower()}" for cap in capabilities.get("add", [])]
-        limits = (c.spec.get("resources") or {}).get("limits") or {}
-        if "memory" in limits:
-            argv.append(f"--memory={quantity_bytes(limits['memory'])}")
-        if "cpu" in limits:
-            argv.append(f"--cpus={quantity_cpus(limits['cpu'])}")
-        argv += self._volumes(c)
-        argv += [f"--add-host={host}:{ip}" for host, ip in sorted(self.hosts.items())]
-        for key, value in environment.items():
-            argv += ["--env", f"{key}={value}"]
-        if command is not None:
-            return [*argv, f"--entrypoint={json.dumps(command[:1])}", image, *command[1:]]
-        if "command" in c.spec:
-            words = [expand(w, environment) for w in [*c.spec["command"], *c.spec.get("args", [])]]
-            return [*argv, f"--entrypoint={json.dumps(words[:1])}", image, *words[1:]]
-        return [*argv, image, *[expand(a, environment) for a in c.spec.get("args", [])]]
-
-    def _volumes(self, c: Container) -> list[str]:
-        volumes = {v["name"]: v for v in c.pod["spec"].get("volumes", [])}
-        argv = []
-        for mount in c.spec.get("volumeMounts", []):
-            volume = volumes[mount["name"]]
-            assert "emptyDir" in volume, f"{c.where}: only emptyDir volumes are stood in for"
-            options = [f"destination={mount['mountPath']}", "tmpfs-mode=1777"]
-            size = (volume["emptyDir"] or {}).get("sizeLimit")
-            if size:
-                options.append(f"tmpfs-size={quantity_bytes(size)}")
-            argv.append("--mount=type=tmpfs," + ",".join(options))
-        return argv
+        return run_argv(self.objects, c, image, name, self.network, self.hosts, command)
 
     def start(self, c: Container, image: str, role: str, command: list[str] | None = None) -> Pod:
         name = f"{self.prefix}-{role}"
