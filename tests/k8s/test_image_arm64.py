@@ -1,9 +1,11 @@
 """linux/arm64 from the same files. Always: every locked package has a wheel for the arm64
-image's Python, or its sdist (pip download, every hash checked). Where qemu runs arm64 binaries
-here (binfmt_misc; set up when root, tests/k8s/engine.py): the three images build for
+image's Python, or its sdist (pip download, every hash checked). With NETGAP_ARM64_BUILD=1,
+where qemu runs arm64 binaries here (binfmt_misc; set up when root, tests/k8s/engine.py): the
+three images build for
 linux/arm64 on an arm64 Debian base, hdrhistogram's C extension compiled from its sdist in the
 build stage, and each image's Python imports the apps and that extension."""
 
+import os
 import re
 import tomllib
 
@@ -16,6 +18,7 @@ from tests.k8s.smoke_report import note
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 LOCK = ROOT / "requirements.lock"
+ARM64_BUILD = "NETGAP_ARM64_BUILD"
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)==([^\s;\\]+)", re.MULTILINE)
 IMPORTS = (
@@ -58,6 +61,10 @@ def test_every_locked_package_has_an_arm64_wheel_or_its_sdist(engine: engines.En
 
 @pytest.fixture(scope="module")
 def arm64_base(engine: engines.Engine) -> str:
+    # Opt-in: on a fresh machine the arm64 base and builds under qemu take about 6 minutes,
+    # which `make test` cannot afford within CI's 15; the wheel check above always runs.
+    if os.environ.get(ARM64_BUILD, "") != "1":
+        pytest.skip(f"arm64 image builds are opt-in: {ARM64_BUILD}=1 (about 6 min under qemu)")
     reason = engines.arm64_missing()
     if reason is not None:
         pytest.skip(reason)
