@@ -18,8 +18,9 @@ own code stands in for them. Per piece:
 - `encoder` replaces the SDK's OTLP protobuf encoding (a protobuf object per span, attribute
   and value) with bytes written directly, checked byte for byte against the SDK's encoder at
   start (`probe`). Saves 127 us of a request's 5 spans (163 us with the SDK's encoder, 36 with
-  this: bench/leancost.py), 7.3% of a standard request's CPU. It gives up the exporter's self-metrics and reads a private field of the
-  SDK's spans (their attribute dict): the probe fails loudly at start if that changes.
+  this: bench/leancost.py), 7.3% of a standard request's CPU. It gives up the exporter's
+  self-metrics and reads a private field of the SDK's spans (their attribute dict): the probe
+  fails loudly at start if that changes.
 
 What each saves is measured by `make bench` (the README's table: lean against standard); a
 piece that saves less than 5% of a traced request's CPU there is deleted rather than kept.
