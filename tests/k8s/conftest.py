@@ -19,12 +19,6 @@ def engine() -> Iterator[engines.Engine]:
         yield engines.Engine.here()
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "slow: builds something real (a venv from the lock); still part of make test"
-    )
-
-
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if not report.nodeid.startswith(SMOKE):
         return
@@ -42,3 +36,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("the images, built and run (tests/k8s/test_image_*.py)")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The image smoke test is one stack's life (serve, trace, carry traffic, then SIGTERM):
+    its tests keep the order they are written in, wherever the random order (pytest-randomly,
+    which reorders first) puts them."""
+    story = [i for i in items if i.nodeid.startswith(SMOKE[0])]
+    places = sorted(items.index(i) for i in story)
+    written = sorted(story, key=lambda i: i.reportinfo()[1] or 0)
+    for place, item in zip(places, written, strict=True):
+        items[place] = item
