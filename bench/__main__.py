@@ -10,12 +10,13 @@
    alone, bench/leancost.py); metrics on/off and a control pair of identical stacks;
    TCP_INFO's cost alone (bench/tcpcost.py) and in place (one stack switching it on and off
    inside each tier, bench/toggle/);
-2. the serial traced p50 above the simulated query (QUERY_DELAY_MS);
+2. the serial standard p50 above the simulated query (QUERY_DELAY_MS);
 3. the remote-calls floor webtier->apitier on loopback, standard and lean (from the traces,
    via the collector);
 4. the fault proxy with no faults vs direct: added p50, throughput ratio (HTTP, wrk), and the
    raw-socket figures of tests/netgap/fault/bench.py;
-5. collector ingest (spans/s, one core) and breakdown speed (traces/s from the store);
+5. collector ingest (spans/s, one core) and breakdown speed (traces/s from the store, and
+   over HTTP api_v3 from `netgap collect`, bench/breakdown_api.py);
 6. each tier's RSS after 60 s at load.
 
 HTTP load is wrk (closed loop, keep-alive). Comparisons alternate round by round and their

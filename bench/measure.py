@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from bench import leancost, stack, tcpcost
+from bench import breakdown_api, leancost, stack, tcpcost
 from bench.http import WrkResult, wrk
 from bench.report import Figure
 from netgap.aggregate import Aggregate
@@ -243,6 +243,11 @@ class Run:
         self.ingest()
         self.say("breakdown speed ...")
         self.breakdown_from_store(self.logs / "traces.db")
+        self.say("breakdown over api_v3 (issue 18) ...")
+        traces = min(breakdown_api.TRACES, self.plan.breakdown_traces)
+        api = breakdown_api.measure(self.logs, traces=traces, rounds=self.plan.rounds, say=self.say)
+        self.add(*api.figures())
+        self.rounds["breakdown_api"] = api.to_dict()
         self.say("raw-socket proxy cost ...")
         self.raw_proxy()
         self.tcp_info_cost()

@@ -209,7 +209,7 @@ def _add_phases(call: Span, server: Span, edge: str, result: TraceBreakdown) -> 
         result.reused_connections[edge] = result.reused_connections.get(edge, 0) + 1
     elif connection == NEW:
         result.new_connections[edge] = result.new_connections.get(edge, 0) + 1
-    parts = _phases(call.start_ns, call.end_ns, server.duration_ns, times)
+    parts = connection_phases(call.start_ns, call.end_ns, server.duration_ns, times)
     if parts is None:
         return
     into = result.phases_ns.setdefault(edge, dict.fromkeys(PHASES, 0))
@@ -243,7 +243,7 @@ def _connection(reused: Any, times: dict[str, int]) -> int:
     return UNKNOWN
 
 
-def _phases(
+def connection_phases(
     start_ns: int, end_ns: int, server_ns: int, times: dict[str, int]
 ) -> tuple[int, int, int, int, int] | None:
     """connect, request, waiting, response, other (PHASES), or None without the events."""
@@ -268,11 +268,13 @@ def _phases(
 # service, kind, start, end, and, of CLIENT spans and the spans that serve them only, what the
 # breakdown needs of the rest: their call_facts (a str, written at ingest) or, stored before
 # those were, the OTLP protobuf body (opentelemetry.proto.trace.v1.Span).
-LeanSpan = tuple[int, str, str, str, int, int, int, str | bytes | None]
+# Read from JSON (otlp_json.breakdowns_from_json), the facts come already parsed: Facts.
+Facts = tuple[dict[str, int], dict[str, Any]]
+LeanSpan = tuple[int, str, str, str, int, int, int, str | bytes | Facts | None]
 PHASE_EVENTS = frozenset(("connect", "request sent", "first byte", "body done"))
 
 _REUSED_KEY = "netgap.connection.reused"
-_FAST_KEYS = frozenset((_REUSED_KEY, SRTT_KEY, RETRANSMITS_KEY))
+FAST_KEYS = frozenset((_REUSED_KEY, SRTT_KEY, RETRANSMITS_KEY))
 
 
 class Chain(NamedTuple):
@@ -417,14 +419,16 @@ def break_down_chain(trace_id: str, spans: Sequence[LeanSpan]) -> Chain | None:
         remote,
         server_ns,
         _connection(reused, times),
-        _phases(client[5], client[6], server_ns, times),
+        connection_phases(client[5], client[6], server_ns, times),
         (_outlasts(edge_name(caller, callee), server[1], call_id, remote),) if remote < 0 else (),
         _tcp(found.get(SRTT_KEY), found.get(RETRANSMITS_KEY)),
         _tcp(served.get(SRTT_KEY), served.get(RETRANSMITS_KEY)),
     )
 
 
-def _read_facts(facts: str | bytes | None) -> tuple[dict[str, int], dict[str, Any]]:
+def _read_facts(facts: str | bytes | Facts | None) -> Facts:
+    if isinstance(facts, tuple):
+        return facts
     if isinstance(facts, str):
         times, found = json.loads(facts)
         return times, found
@@ -444,14 +448,14 @@ def call_facts(pb: PbSpan) -> str | None:
 
 def _facts(pb: PbSpan) -> tuple[dict[str, int], dict[str, Any]]:
     """The connection-phase events' times (the last of a repeated name kept) and the values
-    of _FAST_KEYS (the last of a repeated key kept, as break_down reads attributes)."""
+    of FAST_KEYS (the last of a repeated key kept, as break_down reads attributes)."""
     times = {e.name: e.time_unix_nano for e in pb.events if e.name in PHASE_EVENTS}
     found: dict[str, Any] = {}
     # The web tier sets these three last (webtier.transport): from the end, few steps.
     for kv in reversed(pb.attributes):
-        if kv.key in _FAST_KEYS and kv.key not in found:
+        if kv.key in FAST_KEYS and kv.key not in found:
             found[kv.key] = pb_value(kv.value)
-            if len(found) == len(_FAST_KEYS):
+            if len(found) == len(FAST_KEYS):
                 break
     return times, found
 

@@ -10,11 +10,25 @@ corrupt a number (ids, times): those raise OtlpJsonError.
 import base64
 import binascii
 import functools
+import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from netgap.breakdown import RETRANSMITS_KEY, SRTT_KEY
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+from netgap.breakdown import (
+    FAST_KEYS,
+    PHASE_EVENTS,
+    RETRANSMITS_KEY,
+    SRTT_KEY,
+    Chain,
+    LeanSpan,
+    TraceBreakdown,
+    break_down,
+    break_down_chain,
+)
+from netgap.collector.otlp_proto import value as pb_value
 from netgap.model import CLIENT, Event, Span
 
 _HEX = re.compile(r"^[0-9a-fA-F]*$")
@@ -192,12 +206,22 @@ def _span(
 
 def json_value(value: Any) -> dict[str, Any]:
     """A plain Python value as an OTLP AnyValue object."""
+    kind = type(value)  # exact types first: the common case, and bool is an int
+    if kind is str:
+        return {"stringValue": value}
+    if kind is bool:
+        return {"boolValue": value}
+    if kind is int:
+        return {"intValue": str(value)}
+    if kind is float:
+        # proto3 JSON writes the non-finite doubles as text; JSON has no number for them
+        return {"doubleValue": value if math.isfinite(value) else _NON_FINITE[str(value)]}
     if isinstance(value, bool):
         return {"boolValue": value}
     if isinstance(value, int):
         return {"intValue": str(value)}
     if isinstance(value, float):
-        return {"doubleValue": value}
+        return json_value(float(value))
     if isinstance(value, list | tuple):
         return {"arrayValue": {"values": [json_value(v) for v in value]}}
     if isinstance(value, Mapping):
@@ -205,8 +229,67 @@ def json_value(value: Any) -> dict[str, Any]:
     return {"stringValue": "" if value is None else str(value)}
 
 
-def json_attributes(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [{"key": key, "value": json_value(value)} for key, value in attrs.items()]
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def json_attributes(
+    attrs: Mapping[str, Any], shared: dict[tuple[str, type, Any], dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """`shared`: one document's cache of str, int and bool attributes. Most repeat from span to span
+    (method, route, addresses): each is made once, and its object shared by every span of
+    the document that has it (a document to be encoded, not changed)."""
+    if shared is None:
+        return [{"key": key, "value": json_value(value)} for key, value in attrs.items()]
+    out = []
+    for key, value in attrs.items():
+        kind = type(value)
+        if kind not in _SHARED:
+            out.append({"key": key, "value": json_value(value)})
+            continue
+        found = shared.get((key, kind, value))
+        if found is None:
+            found = shared[(key, kind, value)] = {"key": key, "value": json_value(value)}
+        out.append(found)
+    return out
+
+
+# not floats: rarely repeated, and -0.0 == 0.0 would share one object
+_SHARED = frozenset((str, int, bool))
+
+
+Shared = dict[tuple[str, Any, Any], dict[str, Any]]
+
+
+def json_key_values(items: Sequence[KeyValue], shared: Shared) -> list[dict[str, Any]]:
+    """OTLP protobuf attributes as json_attributes writes them from their decoded dict, without
+    the dict: each key once, the last of a repeated key's values at its first place."""
+    out: list[dict[str, Any]] = []
+    keys: dict[str, int] = {}
+    for kv in items:
+        key, any_value = kv.key, kv.value
+        which = any_value.WhichOneof("value")
+        raw = getattr(any_value, which) if which is not None and which in _SHARED_WHICH else None
+        if which is not None and raw is not None:
+            found = shared.get((key, which, raw))
+            if found is None:
+                value = _SHARED_WHICH[which](raw)
+                found = shared[(key, which, raw)] = {"key": key, "value": value}
+        else:
+            found = {"key": key, "value": json_value(pb_value(any_value))}
+        if key in keys:
+            out[keys[key]] = found
+        else:
+            keys[key] = len(out)
+            out.append(found)
+    return out
+
+
+# AnyValue's scalar cases that are shared (json_attributes' _SHARED), as json_value writes them
+_SHARED_WHICH: dict[str, Any] = {
+    "string_value": lambda v: {"stringValue": v},
+    "int_value": lambda v: {"intValue": str(v)},
+    "bool_value": lambda v: {"boolValue": v},
+}
 
 
 def json_from_spans(spans: Iterable[Span]) -> dict[str, Any]:
@@ -214,8 +297,12 @@ def json_from_spans(spans: Iterable[Span]) -> dict[str, Any]:
     order first seen (deterministic for the same input)."""
     groups: dict[str, dict[tuple[str, str], list[Span]]] = {}
     resources: dict[str, dict[str, Any]] = {}
+    keys: dict[int, str] = {}  # the spans of one process share one resource dict: keyed once
+    shared: dict[tuple[str, type, Any], dict[str, Any]] = {}
     for span in spans:
-        key = repr(sorted(span.resource.items()))
+        key = keys.get(id(span.resource))
+        if key is None:
+            key = keys[id(span.resource)] = repr(sorted(span.resource.items()))
         resources.setdefault(key, span.resource)
         groups.setdefault(key, {}).setdefault((span.scope_name, span.scope_version), []).append(
             span
@@ -226,8 +313,8 @@ def json_from_spans(spans: Iterable[Span]) -> dict[str, Any]:
                 "resource": {"attributes": json_attributes(resources[key])},
                 "scopeSpans": [
                     {
-                        "scope": _scope(name, version),
-                        "spans": [_json_span(s) for s in scope_spans],
+                        "scope": json_scope(name, version),
+                        "spans": [_json_span(s, shared) for s in scope_spans],
                     }
                     for (name, version), scope_spans in scopes.items()
                 ],
@@ -237,14 +324,14 @@ def json_from_spans(spans: Iterable[Span]) -> dict[str, Any]:
     }
 
 
-def _scope(name: str, version: str) -> dict[str, str]:
+def json_scope(name: str, version: str) -> dict[str, str]:
     scope = {"name": name} if name else {}
     if version:
         scope["version"] = version
     return scope
 
 
-def _json_span(span: Span) -> dict[str, Any]:
+def _json_span(span: Span, shared: dict[tuple[str, type, Any], dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "traceId": span.trace_id,
         "spanId": span.span_id,
@@ -257,7 +344,7 @@ def _json_span(span: Span) -> dict[str, Any]:
             "kind": span.kind,
             "startTimeUnixNano": str(span.start_ns),
             "endTimeUnixNano": str(span.end_ns),
-            "attributes": json_attributes(span.attributes),
+            "attributes": json_attributes(span.attributes, shared),
             "events": [
                 {
                     "timeUnixNano": str(e.time_ns),
@@ -272,3 +359,75 @@ def _json_span(span: Span) -> dict[str, Any]:
         }
     )
     return out
+
+
+Found = tuple[int, "TraceBreakdown | Chain"]  # a trace's start (its earliest span's), its breakdown
+
+
+def breakdowns_from_json(document: Any) -> dict[str, Found]:
+    """The start and breakdown of every trace of an OTLP/JSON document (api_v3's search
+    answer), by trace id. The start is the store's (the trace's earliest span's); the
+    breakdown exactly what break_down gives for spans_from_json's spans, but for a trace of
+    the common shape (breakdown.break_down_chain) no Span is made, only the lean tuple the
+    store's fast path reads; other traces are decoded in full and given to break_down."""
+    if not isinstance(document, Mapping):
+        raise OtlpJsonError("expected a JSON object")
+    if "result" in document:
+        document = document["result"]
+        if not isinstance(document, Mapping):
+            raise OtlpJsonError('"result" must be an object')
+    lean: dict[str, list[LeanSpan]] = {}
+    raws: dict[str, list[tuple[Any, str, str, dict[str, Any], Mapping[str, Any]]]] = {}
+    for r_index, rs in enumerate(_list(_get(document, "resourceSpans"), '"resourceSpans"')):
+        where = f"resourceSpans[{r_index}]"
+        rs = _object(rs, where)
+        resource = attributes(_get(_object(rs.get("resource"), f"{where}.resource"), "attributes"))
+        service = str(resource.get("service.name", "unknown_service"))
+        for s_index, ss in enumerate(_list(_get(rs, "scopeSpans"), f"{where}.scopeSpans")):
+            ss_where = f"{where}.scopeSpans[{s_index}]"
+            ss = _object(ss, ss_where)
+            scope = _object(_get(ss, "scope"), f"{ss_where}.scope")
+            for index, raw in enumerate(_list(_get(ss, "spans"), f"{ss_where}.spans")):
+                at = f"{ss_where}.spans[{index}]"
+                trace_id, span = _lean(raw, at, service)
+                lean.setdefault(trace_id, []).append(span)
+                raws.setdefault(trace_id, []).append((raw, at, service, resource, scope))
+    found: dict[str, Found] = {}
+    for trace_id, spans in lean.items():
+        start = min(span[5] for span in spans)
+        chain = break_down_chain(trace_id, spans)
+        if chain is not None:
+            found[trace_id] = start, chain
+            continue
+        full = [_span(*r, lean=True) for r in raws[trace_id]]
+        breakdown = break_down(full)
+        if breakdown is not None:
+            found[trace_id] = start, breakdown
+    return found
+
+
+def _lean(raw: Any, where: str, service: str) -> tuple[str, LeanSpan]:
+    """A span's trace id and its lean tuple, its ids and times checked as _span checks them."""
+    if not isinstance(raw, Mapping):
+        raise OtlpJsonError(f"{where} must be an object")
+    times: dict[str, int] = {}
+    for e in _list(_get(raw, "events"), f"{where}.events"):
+        if isinstance(e, Mapping) and _get(e, "name") in PHASE_EVENTS:
+            times[str(e["name"])] = _int(_get(e, "timeUnixNano"), f"{where}.events.timeUnixNano", 0)
+    items = _get(raw, "attributes")
+    # the last of a repeated key, as attributes() keeps it
+    facts = {
+        str(kv["key"]): any_value(kv.get("value"))
+        for kv in (items if isinstance(items, list) else ())
+        if isinstance(kv, Mapping) and kv.get("key") in FAST_KEYS
+    }
+    return _id(_get(raw, "traceId"), 16, f"{where}.traceId"), (
+        0,
+        _id(_get(raw, "spanId"), 8, f"{where}.spanId"),
+        _id(_get(raw, "parentSpanId"), 8, f"{where}.parentSpanId", optional=True),
+        service,
+        _int(_get(raw, "kind"), f"{where}.kind", default=0),
+        _int(_get(raw, "startTimeUnixNano"), f"{where}.startTimeUnixNano", default=0),
+        _int(_get(raw, "endTimeUnixNano"), f"{where}.endTimeUnixNano", default=0),
+        (times, facts),
+    )

@@ -153,9 +153,25 @@ def csv_text(report: dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
+# The plot's colours: the remote calls in reds, each service's own time in blues and greens.
+REMOTE_COLORS = ("#d62728", "#ff7f0e", "#8c564b")
+SELF_COLORS = ("#1f77b4", "#2ca02c", "#17becf", "#9467bd", "#7f7f7f")
+
+
+def plot_colors(names: list[str]) -> dict[str, str]:
+    """A colour per component, the remote calls' apart from the services' own."""
+    remotes = [n for n in names if n.endswith(" remote")]
+    selves = [n for n in names if not n.endswith(" remote")]
+    colors = {n: REMOTE_COLORS[i % len(REMOTE_COLORS)] for i, n in enumerate(remotes)}
+    colors.update({n: SELF_COLORS[i % len(SELF_COLORS)] for i, n in enumerate(selves)})
+    return colors
+
+
 def plot(report: dict[str, Any], path: Path) -> None:
-    """Stacked areas of each component's mean per window (means add up to the total's mean,
-    percentiles would not), like an APM's latency breakdown chart."""
+    """Two panels over the same time axis. Above: stacked areas of each component's mean per
+    window (means add up to the total's mean, percentiles would not), like an APM's latency
+    breakdown chart. Below: each component's p50 per window on a log scale, one mark per
+    window, so that milliseconds before and after a fault show beside its seconds."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
@@ -164,17 +180,41 @@ def plot(report: dict[str, Any], path: Path) -> None:
     summary = report["summary"]
     buckets = summary["buckets"]
     names = [n for n in summary["components"] if n != TOTAL]
+    colors = plot_colors(names)
     # matplotlib takes datetimes on a date axis; its stubs only admit numbers here
     times: Any = [dt.datetime.fromtimestamp(b["start_ns"] / 1e9, dt.UTC) for b in buckets]
+    middles: Any = [
+        dt.datetime.fromtimestamp(
+            (b["start_ns"] + (report.get("bucket_ns") or 0) / 2) / 1e9, dt.UTC
+        )
+        for b in buckets
+    ]
     layers = [[b["components"].get(n, {}).get("mean", 0) / 1e6 for b in buckets] for n in names]
-    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=100)
+    fig, (ax, log) = plt.subplots(2, 1, figsize=(10, 7.5), dpi=100, sharex=True)
     if buckets:
-        ax.stackplot(times, layers, labels=names, alpha=0.85, step="post")
+        ax.stackplot(times, layers, labels=names, alpha=0.85, step="post",
+                     colors=[colors[n] for n in names])  # fmt: skip
     ax.set_title(f"Where {report['service']} requests spend their time (mean per request)")
     ax.set_ylabel("ms")
-    ax.set_xlabel("time (UTC)")
     ax.legend(loc="upper left", fontsize="small")
     ax.grid(alpha=0.3)
+    for name in names:
+        points = [
+            (t, b["components"][name]["p50"] / 1e6)
+            for t, b in zip(middles, buckets, strict=True)
+            if b["components"].get(name, {}).get("p50", 0) > 0
+        ]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            # the line faint, the marks solid: one mark per window, each its own
+            log.plot(xs, ys, color=colors[name], alpha=0.3, linewidth=1)
+            log.plot(xs, ys, linestyle="none", marker="o", markersize=5, color=colors[name],
+                     label=name)  # fmt: skip
+    log.set_yscale("log")
+    log.set_title("The same per window on a log scale (p50)")
+    log.set_ylabel("ms (log)")
+    log.set_xlabel("time (UTC)")
+    log.grid(alpha=0.3, which="both")
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path)

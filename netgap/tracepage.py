@@ -6,10 +6,12 @@ Server-rendered HTML and plain CSS: no script, no external asset, works offline.
 """
 
 import re
+import time
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -17,9 +19,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute, Route
 
-from netgap.breakdown import TraceBreakdown, break_down, edge_name
+from netgap.breakdown import PHASES, TraceBreakdown, break_down, connection_phases, edge_name
+from netgap.collector.store import TraceQuery
 from netgap.model import CLIENT, KIND_NAMES, Span
 from netgap.report import clock
+from netgap.trace_reading import KernelEnd, kernel_end, reading
+from netgap.tracesearch import SCAN, Found, Search, SearchError, found, parse_search, scatter
 
 if TYPE_CHECKING:
     from netgap.collector.store import Store
@@ -30,6 +35,29 @@ _env = Environment(
     auto_reload=False,
 )
 _env.filters["clock"] = lambda ns: clock(ns)
+_env.globals["zip"] = zip
+_env.globals["phase_titles"] = {
+    "gap": "untraced",
+    "connect": "connect",
+    "request": "request (sending it)",
+    "waiting": "waiting (network + the callee's untraced work)",
+    "response": "response (its body arriving)",
+    "other": "other (after the body)",
+}
+_env.globals["phase_order"] = PHASES
+
+
+PHASE_EVENTS = ("connect", "request sent", "first byte", "body done")
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A connection-phase event on a CLIENT span's bar."""
+
+    name: str
+    at_ms: float  # after the span's start
+    offset_ns: int  # on the waterfall
+    left_pct: float = 0.0
 
 
 @dataclass
@@ -45,12 +73,18 @@ class Row:
     left_pct: float = 0.0
     width_pct: float = 0.0
     span: Span | None = None
-    # gap bars: (offset, duration) in ns, and as (left%, width%) of the waterfall
+    # gap bars: (offset, duration) in ns, what each is (a phase of PHASES, or "gap" where the
+    # call carried no phase events), and as (left%, width%) of the waterfall
     legs_ns: list[tuple[int, int]] = field(default_factory=list)
+    leg_phases: list[str] = field(default_factory=list)
     legs: list[tuple[float, float]] = field(default_factory=list)
     attributes: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[str, float]] = field(default_factory=list)  # (name, offset ms)
+    marks: list[Mark] = field(default_factory=list)
     error: bool = False
+    # gap rows: the kernel's testimony at both ends and the diagnosis' reading of the call
+    kernel: list[KernelEnd] = field(default_factory=list)
+    reading: str = ""
 
 
 def split_text(breakdown: TraceBreakdown | None) -> list[tuple[str, float]]:
@@ -59,8 +93,12 @@ def split_text(breakdown: TraceBreakdown | None) -> list[tuple[str, float]]:
     return [(name, ns / 1e6) for name, ns in breakdown.components().items()]
 
 
-def trace_rows(spans: Sequence[Span]) -> tuple[list[Row], int]:
-    """The waterfall's rows in tree order, and the time it spans (ns)."""
+def trace_rows(
+    spans: Sequence[Span], breakdown: TraceBreakdown | None = None
+) -> tuple[list[Row], int]:
+    """The waterfall's rows in tree order, and the time it spans (ns). `breakdown`: the
+    trace's (break_down's), when the caller has it already."""
+    breakdown = breakdown or break_down(spans)
     by_id = {s.span_id: s for s in spans}
     children: dict[str, list[Span]] = defaultdict(list)
     for s in by_id.values():
@@ -75,7 +113,7 @@ def trace_rows(spans: Sequence[Span]) -> tuple[list[Row], int]:
         rows.append(_span_row(span, depth, origin))
         for child in children.get(span.span_id, []):
             if span.kind == CLIENT and child.service != span.service:
-                rows.append(_gap_row(span, child, depth + 1, origin))
+                rows.append(_gap_row(span, child, depth + 1, origin, breakdown))
             visit(child, depth + 1)
 
     for root in children.get("", []):
@@ -84,8 +122,9 @@ def trace_rows(spans: Sequence[Span]) -> tuple[list[Row], int]:
         row.left_pct = 100 * row.offset_ns / horizon
         row.width_pct = max(100 * row.duration_ns / horizon, 0.2)
         row.legs = [
-            (100 * left / horizon, max(100 * width / horizon, 0.2)) for left, width in row.legs
+            (100 * left / horizon, max(100 * width / horizon, 0.2)) for left, width in row.legs_ns
         ]
+        row.marks = [replace(m, left_pct=100 * m.offset_ns / horizon) for m in row.marks]
     return rows, horizon
 
 
@@ -100,34 +139,83 @@ def _span_row(span: Span, depth: int, origin: int) -> Row:
         span=span,
         attributes=dict(sorted(span.attributes.items())),
         events=[(e.name, (e.time_ns - span.start_ns) / 1e6) for e in span.events],
+        marks=[
+            Mark(e.name, (e.time_ns - span.start_ns) / 1e6, e.time_ns - origin)
+            for e in span.events
+            if span.kind == CLIENT and e.name in PHASE_EVENTS
+        ],
         error=span.status_code == 2,
     )
 
 
-def _gap_row(client: Span, server: Span, depth: int, origin: int) -> Row:
+def _gap_row(
+    client: Span, server: Span, depth: int, origin: int, breakdown: TraceBreakdown | None
+) -> Row:
     """The untraced time of one call, on the client's clock: before the server span starts and
-    after it ends. Where the two hosts' clocks disagree (the server would not fit inside its
-    client), the gap is shown split evenly around it."""
+    after it ends, split into the call's connection phases where it carried their events.
+    Where the two hosts' clocks disagree (the server would not fit inside its client), the
+    time around the server is shown split evenly."""
     remote = client.duration_ns - server.duration_ns
-    before = server.start_ns - client.start_ns
-    after = client.end_ns - server.end_ns
-    if before < 0 or after < 0 or before + after != remote:
-        before = after = max(remote, 0) // 2
-    start = client.start_ns - origin
+    edge = edge_name(client.service, server.service)
+    times = {e.name: e.time_ns for e in client.events if e.name in PHASE_EVENTS}
+    parts = connection_phases(client.start_ns, client.end_ns, server.duration_ns, times)
+    if parts is None:
+        legs = _around(client.start_ns, client.end_ns, server, remote)
+        phases = ["gap", "gap"]
+    else:
+        legs, phases = _phase_legs(client, server, times, parts)
+    ends = [
+        end
+        for end in (kernel_end("caller", client), kernel_end("callee", server))
+        if end is not None
+    ]
+    kept = [(start - origin, ns, phase) for (start, ns), phase in zip(legs, phases, strict=True)]
     return Row(
-        label=f"remote calls {edge_name(client.service, server.service)}",
+        label=f"remote calls {edge}",
         service="(network)",
-        offset_ns=start,
+        offset_ns=client.start_ns - origin,
         duration_ns=remote,
         depth=depth,
         kind="gap",
-        legs_ns=[(start, before), (start + client.duration_ns - after, after)],
+        legs_ns=[(start, ns) for start, ns, _ in kept if ns > 0],
+        leg_phases=[phase for _, ns, phase in kept if ns > 0],
+        kernel=ends,
+        reading=reading(breakdown, edge, ends) if breakdown and edge in breakdown.calls else "",
     )
 
 
+def _around(start: int, end: int, server: Span, untraced: int) -> list[tuple[int, int]]:
+    """(start, ns) of the untraced time in [start, end) before and after `server`."""
+    before = server.start_ns - start
+    after = end - server.end_ns
+    if before < 0 or after < 0 or before + after != untraced:
+        before = max(untraced, 0) // 2
+        after = max(untraced, 0) - before
+    return [(start, before), (end - after, after)]
+
+
+def _phase_legs(
+    client: Span, server: Span, times: dict[str, int], parts: tuple[int, ...]
+) -> tuple[list[tuple[int, int]], list[str]]:
+    """The gap's pieces in time order: connect, request, waiting before the server span,
+    waiting after it, response, other (PHASES, waiting in two)."""
+    connect, request, waiting, response, other = parts
+    sent, first = times["request sent"], times["first byte"]
+    before, after = _around(sent, first, server, waiting)
+    legs = [
+        (client.start_ns, connect),
+        (sent - request, request),
+        before,
+        after,
+        (first, response),
+        (client.end_ns - other, other),
+    ]
+    return legs, ["connect", "request", "waiting", "waiting", "response", "other"]
+
+
 def render_trace(trace_id: str, spans: Sequence[Span]) -> str:
-    rows, horizon = trace_rows(spans)
     breakdown = break_down(spans)
+    rows, horizon = trace_rows(spans, breakdown)
     return _env.get_template("trace.html").render(
         trace_id=trace_id,
         rows=rows,
@@ -136,58 +224,63 @@ def render_trace(trace_id: str, spans: Sequence[Span]) -> str:
         total_ms=breakdown.total_ns / 1e6 if breakdown else 0.0,
         warnings=breakdown.warnings if breakdown else [],
         services=sorted({s.service for s in spans}),
+        has_phases=any(p != "gap" for row in rows for p in row.leg_phases),
         span_count=len({s.span_id for s in spans}),
     )
 
 
-@dataclass(frozen=True)
-class TraceListing:
-    trace_id: str
-    start_ns: int
-    root: str
-    total_ms: float
-    span_count: int
-    split: list[tuple[str, float]]
-
-
-def listing(trace_id: str, spans: Sequence[Span]) -> TraceListing:
-    breakdown = break_down(spans)
-    ids = {s.span_id for s in spans}
-    root = min(spans, key=lambda s: (s.parent_span_id in ids, s.start_ns))
-    return TraceListing(
-        trace_id=trace_id,
-        start_ns=breakdown.start_ns if breakdown else root.start_ns,
-        root=f"{root.service} {root.name}",
-        total_ms=breakdown.total_ns / 1e6 if breakdown else 0.0,
-        span_count=len({s.span_id for s in spans}),
-        split=split_text(breakdown),
+def render_index(result: Found, search: Search, *, now_ns: int) -> str:
+    return _env.get_template("index.html").render(
+        result=result,
+        traces=result.traces,
+        search=search,
+        plot=scatter(result.traces, clock),
+        columns=_COLUMN_TITLES,
+        query=urlencode,
+        now_ns=now_ns,
     )
 
 
-def render_index(traces: Sequence[TraceListing], span_total: int) -> str:
-    return _env.get_template("index.html").render(traces=traces, span_total=span_total)
+_COLUMN_TITLES = {
+    "start": "started (UTC)",
+    "trace": "trace",
+    "root": "root",
+    "spans": "spans",
+    "total": "total",
+    "remote": "remote calls",
+}
 
 
-def render_not_found(message: str) -> str:
-    return _env.get_template("not_found.html").render(message=message)
+def index_page(store: "Store", params: Mapping[str, str], now_ns: int) -> tuple[int, str]:
+    """The recent-traces page for these query parameters: (status, HTML), from one read of
+    the store (Store.listings) however many traces it lists."""
+    try:
+        search = parse_search(params)
+    except SearchError as exc:
+        return 400, render_not_found(f"bad query parameter {exc}", title="Bad request")
+    start = 0 if search.lookback_ns is None else now_ns - search.lookback_ns
+    query = TraceQuery(start, now_ns + _FUTURE_NS, service=search.service or None, limit=SCAN)
+    return 200, render_index(found(store.listings(query), search), search, now_ns=now_ns)
+
+
+# spans stamped a little ahead of this clock (another host's) still count as recent
+_FUTURE_NS = 60 * 10**9
+
+
+def render_not_found(message: str, title: str = "Not found") -> str:
+    return _env.get_template("not_found.html").render(message=message, title=title)
 
 
 _TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
-RECENT = 50
 
 
 def page_routes(store: "Store") -> list[BaseRoute]:
     """`GET /` and `GET /trace/{trace_id}` over the collector's store."""
 
     async def index(request: Request) -> HTMLResponse:
-        summaries = await run_in_threadpool(store.recent_traces, RECENT)
-        rows = []
-        for summary in summaries:
-            spans = await run_in_threadpool(store.trace, summary.trace_id)
-            if spans:
-                rows.append(listing(summary.trace_id, spans))
-        total = await run_in_threadpool(store.span_count)
-        return HTMLResponse(render_index(rows, total))
+        params = dict(request.query_params)
+        status, html = await run_in_threadpool(index_page, store, params, time.time_ns())
+        return HTMLResponse(html, status)
 
     async def trace_page(request: Request) -> HTMLResponse:
         trace_id = str(request.path_params["trace_id"])

@@ -26,12 +26,14 @@ SLOW = (
     "tests/netgap/commands/test_breakdown_metrics.py",
     "tests/webtier/test_tcp_witness_kernel.py",
     "tests/test_supply_chain.py",
+    "tests/k8s/test_image_smoke.py",
+    "tests/k8s/test_image_arm64.py",
 )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "slow: a whole-lab run or a real-kernel test (tests/conftest.py)"
+        "markers", "slow: a whole-lab run, a real-kernel test or an image build (tests/conftest.py)"
     )
     gone = [path for path in SLOW if not (config.rootpath / path).exists()]
     if gone:  # a file moved: its tests would quietly join the fast subset

@@ -5,8 +5,10 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from tierkit.env import SettingsError
+from tierkit.headers import DecodableHeaders
 from tierkit.logs import configure_logging
 from tierkit.serve import serve
 from tierkit.settings import ServerSettings
@@ -43,8 +45,9 @@ def run_tier(
         print(f"{name}: {exc}", file=sys.stderr)
         sys.exit(2)
     traced = not settings.telemetry.disabled
-    serve(
-        TestifyingApp(app) if testify and traced and settings.server.tcp_info else app,
-        settings.server,
-        head_stamped=settings.telemetry.lean,
-    )
+    served: ASGIApp = app
+    if testify and traced and settings.server.tcp_info:
+        served = TestifyingApp(served)
+    if traced and not settings.telemetry.lean:  # contrib's middleware reads the headers
+        served = DecodableHeaders(served)
+    serve(served, settings.server, head_stamped=settings.telemetry.lean)

@@ -52,6 +52,7 @@ from netgap.breakdown import (
 from netgap.collector.otlp_proto import attributes, span_to_pb
 from netgap.errors import NetgapError
 from netgap.model import CLIENT, KIND_NAMES, SERVER, Event, Span
+from netgap.otlp_json import Shared, json_attributes, json_key_values, json_scope
 
 SCHEMA_VERSION = 3  # 2: spans.facts; 3: chains
 APPLICATION_ID = 0x6E676170  # "ngap": marks the file as ours
@@ -174,6 +175,9 @@ SELECT trace_seq, chain FROM chains WHERE trace_seq IN (SELECT value FROM json_e
 _KEPT_RANGE = "SELECT trace_seq, chain FROM chains WHERE trace_seq BETWEEN ? AND ?"
 _SELECT_SUMMARIES = """
 SELECT trace_id, root_service, root_name, start_ns, end_ns, span_count FROM traces"""
+_SUMMARIES_IN = """
+SELECT trace_id, root_service, root_name, start_ns, end_ns, span_count FROM traces
+WHERE seq IN (SELECT value FROM json_each(?))"""
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -209,6 +213,16 @@ class TraceSummary:
     @property
     def duration_ns(self) -> int:
         return self.end_ns - self.start_ns
+
+
+@dataclass(frozen=True)
+class Listings:
+    """What Store.listings read: each trace's summary and breakdown (None: no spans to
+    break down), the services stored, and how many spans."""
+
+    traces: list[tuple[TraceSummary, "TraceBreakdown | Chain | None"]]
+    services: list[str]
+    span_count: int
 
 
 @dataclass(frozen=True)
@@ -569,6 +583,35 @@ class Store:
                 for span in self._trace_spans(cur, seq, trace_id)
             ]
 
+    def find_traces_json(self, query: TraceQuery) -> dict[str, Any] | None:
+        """What json_from_spans makes of find_traces' spans (None for no match), made from
+        the stored rows without decoding them into Spans first: api_v3's search answer,
+        which `netgap breakdown --source` reads thousands of at a time."""
+        documents = JsonDocument()
+        with self._reading() as cur:
+            found = self._find(cur, query)
+            for seq, trace_id in found.items():
+                rows = cur.execute(
+                    _SELECT_SPANS + " WHERE trace_seq = ? ORDER BY start_ns, span_id", (seq,)
+                ).fetchall()
+                for row in rows:
+                    documents.add(trace_id, row, self._scope_json(cur, row[8], documents))
+        return documents.result() if found else None
+
+    def _scope_json(
+        self, cur: sqlite3.Cursor, scope_id: int, document: "JsonDocument"
+    ) -> tuple[str, tuple[str, str]]:
+        """The resource group's key and the scope of `scope_id`, the resource registered with
+        `document` as json_from_spans keys it."""
+        known = document.scopes.get(scope_id)
+        if known is None:
+            resource_json, scope_name, scope_version = self._scope(cur, scope_id)
+            resource = json.loads(resource_json)
+            key = repr(sorted(resource.items()))
+            document.resources.setdefault(key, resource)
+            known = document.scopes[scope_id] = (key, (scope_name, scope_version))
+        return known
+
     def find_breakdowns(
         self, query: TraceQuery, *, oldest_first: bool = False
     ) -> Iterator[TraceBreakdown | Chain]:
@@ -629,6 +672,45 @@ class Store:
     def _starts(self, cur: sqlite3.Cursor, seqs: list[int]) -> dict[int, int]:
         """seq -> the trace's start (its earliest span's)."""
         return dict(_by_seq(cur, "start_ns", seqs))
+
+    def listings(self, query: TraceQuery) -> Listings:
+        """For a page of traces, in one read (one snapshot, one call however many traces):
+        up to `query.limit` traces that started in the window (those with a span of
+        `query.service`, when given), the latest-starting first, each with its summary and
+        breakdown; and every service stored. `query`'s other fields are not used."""
+        with self._reading() as cur:
+            if query.service:
+                found = self._find(cur, query)
+            else:
+                found = dict(
+                    cur.execute(
+                        "SELECT seq, trace_id FROM traces WHERE start_ns >= ? AND start_ns < ?"
+                        " ORDER BY start_ns DESC LIMIT ?",
+                        (query.start_min_ns, query.start_max_ns, max(query.limit, 0)),
+                    ).fetchall()
+                )
+            seqs = list(found)
+            breakdowns: dict[str, TraceBreakdown | Chain] = {}
+            summaries: list[TraceSummary] = []
+            for i in range(0, len(seqs), _LEAN_BATCH):
+                batch = seqs[i : i + _LEAN_BATCH]
+                for b in self._breakdowns(cur, found, batch):
+                    breakdowns[b.trace_id] = b
+                summaries += (
+                    TraceSummary(*row)
+                    for row in cur.execute(
+                        _SUMMARIES_IN,
+                        (_dumps(batch),),
+                    )
+                )
+            services = [
+                row[0]
+                for row in cur.execute("SELECT DISTINCT service FROM operations ORDER BY service")
+            ]
+        summaries.sort(key=lambda s: s.start_ns, reverse=True)
+        return Listings(
+            [(s, breakdowns.get(s.trace_id)) for s in summaries], services, self._span_count
+        )
 
     def recent_traces(self, limit: int, service: str | None = None) -> list[TraceSummary]:
         """Summaries of the `limit` latest-starting traces (that have a span of `service`)."""
@@ -856,6 +938,57 @@ class Store:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class JsonDocument:
+    """An OTLP/JSON document built span row by span row, grouped as json_from_spans groups:
+    by resource, then scope, each in the order first seen."""
+
+    def __init__(self) -> None:
+        self.scopes: dict[int, tuple[str, tuple[str, str]]] = {}  # scope id -> group keys
+        self.resources: dict[str, dict[str, Any]] = {}
+        self.groups: dict[str, dict[tuple[str, str], list[dict[str, Any]]]] = {}
+        self.shared: Shared = {}
+
+    def add(self, trace_id: str, row: Sequence[Any], keys: tuple[str, tuple[str, str]]) -> None:
+        _, span_id, parent, _, name, kind, start, end, _, body = row
+        pb = PbSpan.FromString(body)
+        span: dict[str, Any] = {"traceId": trace_id, "spanId": span_id}
+        if parent:
+            span["parentSpanId"] = parent
+        span["name"] = name
+        span["kind"] = kind
+        span["startTimeUnixNano"] = str(start)
+        span["endTimeUnixNano"] = str(end)
+        span["attributes"] = json_key_values(pb.attributes, self.shared)
+        span["events"] = [
+            {
+                "timeUnixNano": str(e.time_unix_nano),
+                "name": e.name,
+                "attributes": json_key_values(e.attributes, self.shared),
+            }
+            for e in pb.events
+        ]
+        status = pb.status
+        span["status"] = {
+            k: v for k, v in (("message", status.message), ("code", status.code)) if v
+        }
+        resource, scope = keys
+        self.groups.setdefault(resource, {}).setdefault(scope, []).append(span)
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "resourceSpans": [
+                {
+                    "resource": {"attributes": json_attributes(self.resources[key])},
+                    "scopeSpans": [
+                        {"scope": json_scope(name, version), "spans": spans}
+                        for (name, version), spans in scopes.items()
+                    ],
+                }
+                for key, scopes in self.groups.items()
+            ]
+        }
 
 
 def _kept(chain: Chain | None) -> str | None:

@@ -23,17 +23,16 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from netgap.aggregate import Aggregate
 from netgap.argtypes import positive_int
-from netgap.breakdown import Chain, TraceBreakdown, break_down
+from netgap.breakdown import Chain, TraceBreakdown
 from netgap.collector.store import Store, TraceQuery
 from netgap.errors import UsageError
 from netgap.metric_source import agreement, is_metric_source, metric_report, open_metric_source
-from netgap.model import Span
 from netgap.report import csv_text, diagnosis, metric_lines, plot, table
 from netgap.timeparse import duration_arg, time_arg
 from netgap.trace_source import DEFAULT_SOURCE, JaegerQuery
@@ -176,14 +175,7 @@ def breakdowns(
             limit=_UNLIMITED if limit is None else limit,
         )
         return source.find_breakdowns(query, oldest_first=True)
-    return _broken_down(source.traces(service, start_ns, end_ns, limit=limit, lean=True))
-
-
-def _broken_down(traces: Iterable[list[Span]]) -> Iterator[TraceBreakdown]:
-    for spans in traces:
-        breakdown = break_down(spans)
-        if breakdown is not None:
-            yield breakdown
+    return source.breakdowns(service, start_ns, end_ns, limit=limit)
 
 
 _UNLIMITED = 2**62

@@ -300,6 +300,66 @@ def svg_plot(result: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+LOG_PLOT_HEIGHT = 280
+
+
+def svg_log_plot(result: dict[str, Any]) -> str:
+    """The same p50s per bucket, each part its own curve, on a log scale: the stacked plot is
+    linear, so beside seconds of fault the baseline's and recovery's milliseconds draw as
+    nothing; here every phase shows, decades apart."""
+    buckets = [b for b in result["series"]["buckets"] if b["traces"]]
+    values = [float(b["p50"][part]) for b in buckets for part, _ in PARTS if part in b["p50"]]
+    y, ticks = _log_axis(values, LOG_PLOT_HEIGHT)
+    origin = int(result["start_ns"])
+    span_s = max((int(result["end_ns"]) - origin) / 1e9, 1e-3)
+    inner_w = PLOT_WIDTH - MARGIN_LEFT - MARGIN_RIGHT
+    half = result["series"]["bucket_ns"] / 2
+
+    def x(ns: float) -> float:
+        return MARGIN_LEFT + inner_w * min(max((ns - origin) / 1e9 / span_s, 0.0), 1.0)
+
+    out = [
+        f'<svg id="log-plot" width="{PLOT_WIDTH}" height="{LOG_PLOT_HEIGHT}" '
+        f'viewBox="0 0 {PLOT_WIDTH} {LOG_PLOT_HEIGHT}" role="img" aria-labelledby="log-title">',
+        '<title id="log-title">Web self, remote calls and API self time per request (p50 per '
+        "time bucket) on a log scale, fault window shaded</title>",
+        *_fault_windows(result, x, LOG_PLOT_HEIGHT),
+    ]
+    for value, label in ticks:
+        out.append(
+            f'<line x1="{MARGIN_LEFT}" x2="{PLOT_WIDTH - MARGIN_RIGHT}" y1="{y(value):.1f}" '
+            f'y2="{y(value):.1f}" class="grid"/><text x="{MARGIN_LEFT - 6}" '
+            f'y="{y(value) + 4:.1f}" text-anchor="end" class="tick">{label}</text>'
+        )
+    for part, label in PARTS:
+        points = [
+            (x(b["start_ns"] + half), y(float(b["p50"][part])), b)
+            for b in buckets
+            if b["p50"].get(part, 0) > 0
+        ]
+        line = " ".join(f"{px:.1f},{py:.1f}" for px, py, _ in points)
+        # the line fainter than its marks: each bucket's mark stays a mark of its own
+        out.append(
+            f'<polyline class="part-{part}-line" points="{line}" fill="none" '
+            f'stroke="{COLORS[part]}" stroke-opacity="0.35"/>'
+        )
+        out += [
+            f'<circle class="part-{part}" cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{COLORS[part]}">'
+            f"<title>{html.escape(label)} {duration(b['p50'][part])}</title></circle>"
+            for px, py, b in points
+        ]
+    out += _time_axis(span_s, x, origin, LOG_PLOT_HEIGHT)
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _parts_legend() -> str:
+    return ", ".join(
+        f'<span style="color: {COLORS[part]}">&#9679;</span> {html.escape(label)}'
+        for part, label in PARTS
+    )
+
+
 def _fault_windows(result: dict[str, Any], x: Any, height: int = PLOT_HEIGHT) -> list[str]:
     out = []
     for phase in result["phases"]:
@@ -451,12 +511,13 @@ def _curve_value(what: str, value: float) -> str:
 Axis = tuple[Any, list[tuple[float, str]]]  # y(value) -> pixel, and the ticks with labels
 
 
-def _log_axis(values: list[float]) -> Axis:
-    """Decades from below the smallest srtt to above the largest: srtt spans 10 us to 10 s."""
+def _log_axis(values: list[float], height: int = KERNEL_PLOT_HEIGHT) -> Axis:
+    """Decades from below the smallest value (ns) to above the largest: srtt spans 10 us to
+    10 s, remote time 100 us to 10 s."""
     positive = [v for v in values if v > 0] or [1e3]
     low = math.floor(math.log10(min(positive)))
     high = max(math.ceil(math.log10(max(positive))), low + 1)
-    inner_h = KERNEL_PLOT_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
+    inner_h = height - MARGIN_TOP - MARGIN_BOTTOM
 
     def y(ns: float) -> float:
         exponent = math.log10(max(ns, 10.0**low))
@@ -599,6 +660,13 @@ def html_page(result: dict[str, Any]) -> str:
             "time (web tier to API, the time no span explains) and API self time of the "
             "requests that started in it, stacked (medians do not add up exactly to the "
             "total's median). The shaded band is the fault.</p>",
+            "<h3>The same on a log scale</h3>",
+            svg_log_plot(result),
+            f'<p class="note">{_parts_legend()}. Each dot is one bucket\'s p50 of one part, on '
+            "a log scale so that milliseconds and seconds show side by side: healthy, broken "
+            "and healthy again. "
+            "The remote calls' curve climbs by decades under the fault while the web and API "
+            "self times stay where they were: the time went to the network.</p>",
             *_kernel_curves_section(result),
             "<h2>Per phase</h2>",
             _phase_table(result),

@@ -39,6 +39,7 @@ EXPECTED = (
     "proxy: throughput / direct",
     "collector ingest",
     "breakdown from the store",
+    "breakdown over HTTP api_v3 from `netgap collect`",
     "web tier RSS after",
     "API tier RSS after",
 )
@@ -83,8 +84,9 @@ def test_quick_bench_reports_every_figure_with_target_and_mark(tmp_path: Path) -
         assert matching, (expected, names)
     targeted = [f for f in figures if f["pass"] is not None]
     # issue 16's five stack ratios, two lean pieces and two floors; the proxy's two, ingest,
-    # the breakdown, two RSS; issue 8's metrics cost: one figure each
-    assert len(targeted) == 16
+    # the breakdown from the store and over api_v3 (issue 18), two RSS; issue 8's metrics
+    # cost: one figure each
+    assert len(targeted) == 17
     for figure in targeted:
         assert figure["name"] in done.stdout
         assert ("pass" if figure["pass"] else "MISS") in done.stdout

@@ -2,6 +2,7 @@
 tests: instructions, continuation lines, comments, stages)."""
 
 import json
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +29,23 @@ class Instruction:
         return [str(word) for word in value]
 
     def env(self) -> dict[str, str]:
-        """ENV key=value pairs (values as written: $VAR is not substituted)."""
+        """ENV (or ARG) key=value pairs (values as written: $VAR is not substituted)."""
         pairs = {}
         for word in shlex.split(self.value):
             key, sep, value = word.partition("=")
-            assert sep, f"line {self.line}: ENV in the legacy `ENV key value` form"
+            assert sep, f"line {self.line}: {self.keyword} without `=` (legacy form or no default)"
             pairs[key] = value
         return pairs
+
+    def run_flags(self) -> tuple[list[str], str]:
+        """A RUN's leading --flags (--mount=...) and the shell command after them."""
+        flags = []
+        rest = self.value
+        while rest.startswith("--"):
+            flag, _, rest = rest.partition(" ")
+            flags.append(flag)
+            rest = rest.lstrip()
+        return flags, rest
 
 
 @dataclass(frozen=True)
@@ -86,16 +97,49 @@ def instructions(path: Path) -> list[Instruction]:
     return result
 
 
+def global_args(path: Path) -> dict[str, str]:
+    """The ARGs before the first FROM, with their defaults ('' when none): what FROM lines
+    may use."""
+    found: dict[str, str] = {}
+    for instruction in instructions(path):
+        if instruction.keyword == "FROM":
+            break
+        assert instruction.keyword == "ARG", f"{path}: {instruction.keyword} before FROM"
+        for word in shlex.split(instruction.value):
+            key, _, value = word.partition("=")
+            found[key] = value
+    return found
+
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def substitute(text: str, values: dict[str, str]) -> str:
+    """$NAME and ${NAME} replaced with their values (an unknown one is an error here)."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match[1] or match[2]
+        assert name in values, f"{text}: ${name} has no default"
+        return values[name]
+
+    return _VARIABLE.sub(value, text)
+
+
 def stages(path: Path) -> list[Stage]:
+    """The stages, each FROM's base with the global ARGs' defaults substituted (what a build
+    without --build-arg uses)."""
+    args = global_args(path)
     found: list[Stage] = []
     current: list[Instruction] = []
     base, name = "", None
     for instruction in instructions(path):
+        if instruction.keyword == "ARG" and not base:
+            continue  # a global ARG, in args
         if instruction.keyword == "FROM":
             if base:
                 found.append(Stage(base, name, tuple(current)))
             words = instruction.value.split()
-            base = words[0]
+            base = substitute(words[0], args)
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
             current = []
         else:

@@ -202,10 +202,13 @@ FIELD_VALUES = {
 }
 
 
-def container_environment(objects: list[Obj], c: Container) -> dict[str, str]:
+def container_environment(
+    objects: list[Obj], c: Container, fields: Mapping[str, str] = FIELD_VALUES
+) -> dict[str, str]:
     """The environment the container's process starts with, as the kubelet builds it: envFrom
     first, then env in order with `$(VAR)` expanded from what came before. Downward API fields
-    get the stand-in values of FIELD_VALUES; a field not listed there fails the test."""
+    take their values from `fields` (FIELD_VALUES' stand-ins by default); a field not listed
+    there fails the test."""
     environment: dict[str, str] = {}
     for source in c.spec.get("envFrom", []):
         ref = source.get("configMapRef")
@@ -220,8 +223,8 @@ def container_environment(objects: list[Obj], c: Container) -> dict[str, str]:
         source = var.get("valueFrom", {})
         if "fieldRef" in source:
             path = source["fieldRef"]["fieldPath"]
-            assert path in FIELD_VALUES, f"{c.where}: no stand-in for field {path}"
-            environment[var["name"]] = FIELD_VALUES[path]
+            assert path in fields, f"{c.where}: no value for field {path}"
+            environment[var["name"]] = fields[path]
         elif "configMapKeyRef" in source:
             ref = source["configMapKeyRef"]
             environment[var["name"]] = config_map_data(objects, ref["name"], c.namespace)[

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from apitier import settings as api_settings
-from tests.k8s.dockerfiles import IMAGES, Stage, final_stage, stages, user
+from tests.k8s.dockerfiles import IMAGES, Stage, final_stage, global_args, stages, user
 from webtier import settings as web_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,19 +95,28 @@ def test_each_hadolint_exception_says_why(path: Path) -> None:
 
 
 def test_one_pinned_base_and_one_shared_build_stage() -> None:
+    """Both stages start from BASE_IMAGE, whose default is the pinned image (a build without
+    --build-arg is what it always was); an empty `wheels` stage stands for the optional wheel
+    directory."""
     builds: list[Stage] = []
     for path in DOCKERFILES:
         found = stages(path)
-        assert [s.name for s in found] == ["build", None], path.name
-        assert found[0].base == found[1].base, path.name
-        assert BASE.fullmatch(found[0].base), f"{path.name}: {found[0].base} is not pinned"
-        builds.append(found[0])
+        assert [s.name for s in found] == ["wheels", "build", None], path.name
+        assert found[0].base == "scratch"
+        assert not found[0].instructions, f"{path.name}: the wheels stage must stay empty"
+        froms = [line.split()[1] for line in path.read_text().splitlines() if line[:5] == "FROM "]
+        assert froms == ["scratch", "${BASE_IMAGE}", "${BASE_IMAGE}"], path.name
+        base = global_args(path)["BASE_IMAGE"]
+        assert BASE.fullmatch(base), f"{path.name}: {base} is not pinned"
+        assert found[1].base == found[2].base == base
+        builds.append(found[1])
+    assert all(global_args(p) == global_args(DOCKERFILES[0]) for p in DOCKERFILES)
     assert all(b.base == builds[0].base for b in builds)
     assert all(b.text() == builds[0].text() for b in builds), "the build stages differ"
 
 
 def test_build_stage_installs_the_hashed_runtime_lock() -> None:
-    build = stages(DOCKERFILES[0])[0]
+    build = stages(DOCKERFILES[0])[1]
     copies = [c.value for c in build.all("COPY")]
     assert copies[0] == "requirements.lock ./"
     runs = [r.value for r in build.all("RUN")]
@@ -125,6 +134,23 @@ def test_build_stage_installs_the_hashed_runtime_lock() -> None:
     assert installs[2].endswith(" .")  # the project itself, after its locked dependencies
     assert not any("requirements-dev.lock" in r for r in runs)
     assert build.env()["VIRTUAL_ENV"] == "/opt/netgap"
+
+
+def test_wheel_directory_is_opt_in_and_hash_checked() -> None:
+    """Only the RUN that installs the lock sees the `wheels` stage (read-only, where pip's
+    PIP_FIND_LINKS points); by default pip still uses PyPI (PIP_NO_INDEX=0), and both ways
+    run the same --require-hashes installs."""
+    build = stages(DOCKERFILES[0])[1]
+    [arg] = build.all("ARG")
+    assert arg.env() == {"PIP_NO_INDEX": "0", "PIP_FIND_LINKS": "/wheels"}
+    mounted = [r for r in build.all("RUN") if r.run_flags()[0]]
+    assert len(mounted) == 1
+    flags, command = mounted[0].run_flags()
+    assert flags == ["--mount=type=bind,from=wheels,target=/wheels"]
+    assert "--require-hashes --no-deps --no-build-isolation -r requirements.lock" in command
+    assert build.instructions.index(arg) < build.instructions.index(mounted[0])
+    for path in DOCKERFILES:
+        assert "--build-context wheels=DIR --build-arg PIP_NO_INDEX=1" in path.read_text()
 
 
 def test_lock_has_no_architecture_markers() -> None:
@@ -184,7 +210,7 @@ def test_dockerignore_lets_in_exactly_what_the_build_copies() -> None:
     assert lines[0] == "*"
     let_in = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     copied = set()
-    for copy in stages(DOCKERFILES[0])[0].all("COPY"):
+    for copy in stages(DOCKERFILES[0])[1].all("COPY"):
         copied |= {source.rstrip("/") for source in copy.value.split()[:-1]}
     assert let_in == copied
 
@@ -213,7 +239,7 @@ def test_build_stage_installs_a_venv_that_runs_the_apps(tmp_path: Path) -> None:
     """Runs the build stage's COPY and RUN instructions in order, as written, with /src and
     /opt/netgap moved under tmp_path. Differences from `docker build`: the apt-get line (the
     compiler for arm64's hdrhistogram) is skipped, and pip may use its cache here."""
-    build = stages(DOCKERFILES[0])[0]
+    build = stages(DOCKERFILES[0])[1]
     minor = BASE.fullmatch(build.base)
     assert minor
     python = image_python(minor["minor"])
@@ -244,7 +270,9 @@ def test_build_stage_installs_a_venv_that_runs_the_apps(tmp_path: Path) -> None:
             for source in sources:
                 _copy(ROOT / source, src, destination)
         elif instruction.keyword == "RUN" and not instruction.value.startswith("apt-get"):
-            command = instruction.value.replace(" --no-cache-dir", "")
+            # --mount: the wheels stage is empty in a plain build; pip uses the index here
+            _, command = instruction.run_flags()
+            command = command.replace(" --no-cache-dir", "")
             done = subprocess.run(
                 ["sh", "-ec", command],
                 cwd=src,

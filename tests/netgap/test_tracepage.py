@@ -2,8 +2,8 @@
 
 from dataclasses import replace
 
-from netgap.tracepage import listing, render_index, render_not_found, render_trace, trace_rows
-from tests.netgap.traces import chain
+from netgap.tracepage import render_not_found, render_trace, trace_rows
+from tests.netgap.traces import chain, with_phases
 
 
 def test_rows_follow_the_tree_with_a_gap_row_under_each_call() -> None:
@@ -57,12 +57,59 @@ def test_trace_page_shows_every_span_the_split_and_escapes_names() -> None:
     assert "http://" not in html.replace('href="/', "")  # no external asset
 
 
-def test_index_lists_traces_with_links_and_split() -> None:
-    spans, _ = chain()
-    html = render_index([listing(spans[0].trace_id, spans)], span_total=len(spans))
-    assert f'href="/trace/{spans[0].trace_id}"' in html
-    assert "webtier-&gt;apitier remote" in html
-
-
 def test_not_found_page() -> None:
     assert "no trace abc" in render_not_found("no trace abc")
+
+
+def test_the_gap_splits_into_the_calls_phases_which_add_up_to_it() -> None:
+    spans, answer = chain(web_api_remote=(150_000, 250_000), with_db=False)
+    client = spans[1]
+    server_ns = spans[2].duration_ns
+    # connect 20 us, request 30 us, then the server, response 60 us; other = what remains
+    spans[1] = with_phases(
+        client, connect=20_000, request=30_000, waiting_total=100_000 + server_ns, response=60_000
+    )
+    spans[1] = replace(
+        spans[1],
+        attributes={
+            **spans[1].attributes,
+            "netgap.tcp.srtt_us": 40,
+            "netgap.tcp.min_rtt_us": 10,
+            "netgap.tcp.retransmits": 0,
+        },
+    )
+    rows, _ = trace_rows(spans)
+    gap = next(r for r in rows if r.kind == "gap")
+    assert sum(ns for _, ns in gap.legs_ns) == answer["webtier->apitier remote"]
+    by_phase: dict[str, int] = {}
+    for (_, ns), phase in zip(gap.legs_ns, gap.leg_phases, strict=True):
+        by_phase[phase] = by_phase.get(phase, 0) + ns
+    assert by_phase == {
+        "connect": 20_000,
+        "request": 30_000,
+        "waiting": 100_000,
+        "response": 60_000,
+        "other": 400_000 - 210_000,
+    }
+    marks = next(r for r in rows if r.kind == "client").marks
+    assert [(m.name, m.at_ms) for m in marks] == [
+        ("connect", 0.02),
+        ("request sent", 0.05),
+        ("first byte", (150_000 + server_ns) / 1e6),
+        ("body done", (210_000 + server_ns) / 1e6),
+    ]
+    assert [(e.role, e.srtt_us, e.min_rtt_us, e.retransmits) for e in gap.kernel] == [
+        ("caller", 40, 10, 0)
+    ]
+    # 0.4 ms over a 0.01 ms floor is within the diagnosis' noise (0.5 ms)
+    assert gap.reading.startswith("no component moved beyond noise")
+
+
+def test_a_call_without_phase_events_is_one_gap_colour_and_no_kernel_line() -> None:
+    spans, _ = chain(with_db=False)
+    rows, _ = trace_rows(spans)
+    gap = next(r for r in rows if r.kind == "gap")
+    assert gap.leg_phases == ["gap", "gap"]
+    assert gap.kernel == []
+    html = render_trace(spans[0].trace_id, spans)
+    assert "no kernel testimony on this call" in html

@@ -6,11 +6,13 @@ import random
 import httpx
 
 from netgap.aggregate import Aggregate
-from netgap.breakdown import break_down
+from netgap.breakdown import Chain, TraceBreakdown, break_down
 from netgap.collector.otlp_proto import request_from_spans
 from netgap.collector.server import Collector
+from netgap.collector.store import TraceQuery
 from netgap.model import Span
 from netgap.trace_source import JaegerQuery
+from tests.netgap.collector.odd_traces import BASE_NS, lab_trace
 from tests.netgap.traces import BASE, MS, chain
 
 
@@ -92,3 +94,44 @@ def test_a_full_slice_is_split_until_nothing_is_cut(collector: Collector) -> Non
     with JaegerQuery(collector.settings.query.url, per_query=4) as source:
         found = list(source.traces("webtier", BASE - MS, BASE + 100 * MS))
     assert len({t[0].trace_id for t in found}) == len(found) == 25
+
+
+def test_slices_asked_in_parallel_give_the_stores_answer_in_its_order(
+    collector: Collector,
+) -> None:
+    """Hundreds of traces, odd ones among them, read with several searches in flight and a
+    small cap (so slices split and resize): the same breakdowns as the collector's own store
+    gives, the oldest slice first, and `limit` takes the first ones."""
+    rnd = random.Random(7)
+    spans = [
+        s
+        for i in range(300)
+        for request in lab_trace(rnd, BASE_NS + i * 37 * MS, odd=0.3)
+        for s in request
+    ]
+    send(collector, spans, batches=3, seed=5)
+    window = (BASE_NS - MS, BASE_NS + 400 * 37 * MS)
+    query = TraceQuery(*window, service="webtier", limit=2**62)
+    stored = collector.store
+    expected = [as_breakdown(b) for b in stored.find_breakdowns(query, oldest_first=True)]
+    assert len(expected) == 300
+    for workers, per_query in ((1, 1000), (3, 16), (4, 5)):
+        with JaegerQuery(collector.settings.query.url, per_query=per_query, workers=workers) as q:
+            found = [as_breakdown(b) for b in q.breakdowns("webtier", *window, slice_ns=900 * MS)]
+            first = [
+                as_breakdown(b)
+                for b in q.breakdowns("webtier", *window, slice_ns=900 * MS, limit=17)
+            ]
+        assert sorted(found, key=_order) == sorted(expected, key=_order)
+        # slice by slice, oldest first (a trace's start is its root's, which a skewed clock
+        # may put outside the slice its web tier's spans were found in)
+        assert found[0].start_ns < found[150].start_ns < found[-1].start_ns
+        assert first == found[:17]
+
+
+def _order(b: TraceBreakdown) -> tuple[int, str]:
+    return b.start_ns, b.trace_id
+
+
+def as_breakdown(item: TraceBreakdown | Chain) -> TraceBreakdown:
+    return item.breakdown() if isinstance(item, Chain) else item

@@ -184,7 +184,9 @@ def test_the_plot_is_an_inline_svg_with_the_fault_window_shaded(parsed: Checker)
     assert len(svgs) == 1
     assert svgs[0]["width"] == str(report.PLOT_WIDTH)
     windows = parsed.find("rect", **{"class": "fault-window"})
-    assert len(windows) == 1
+    assert len(windows) == 2  # the stacked plot's and the log panel's, alike
+    assert windows[0]["x"] == windows[1]["x"]
+    assert windows[0]["width"] == windows[1]["width"]
     inner = report.PLOT_WIDTH - report.MARGIN_LEFT - report.MARGIN_RIGHT
     # 30 s to 90 s of a 120 s run
     assert float(windows[0]["x"] or 0) == pytest.approx(report.MARGIN_LEFT + inner / 4, abs=0.1)
@@ -344,8 +346,8 @@ def test_the_kernel_curves_plot_srtt_on_a_log_scale_and_resends_per_end() -> Non
         assert tick in labels, tick
     assert "API tier's end (its SERVER spans): 400.00 ms (60 calls)" in labels
     assert "API tier's end (its SERVER spans): 0.30 per request (60 calls)" in labels
-    # the fault window is shaded on all three plots
-    assert len(parsed.find("rect", **{"class": "fault-window"})) == 3
+    # the fault window is shaded on all four plots (stacked, its log panel, the two curves)
+    assert len(parsed.find("rect", **{"class": "fault-window"})) == 4
 
 
 def test_in_kernel_mode_without_netem_the_api_end_shows_the_fault_and_the_note_says_why() -> None:
