@@ -54,6 +54,8 @@ class Plan:
     ingest_spans: int  # spans per export request
     breakdown_traces: int  # traces read from the store per breakdown round
     warm_up_s: float
+    on_off_rounds: int  # rounds of each on/off pair (issues 8 and 9)
+    in_place_s: float  # the stack switching TCP_INFO inside its tiers (issue 9)
     connections: int = 32
     query_delay_ms: float = 2.0
 
@@ -61,10 +63,12 @@ class Plan:
 FULL = Plan(
     rounds=5, load_s=6, serial_s=4, proxy_s=3, floor_s=4, soak_s=60, soak_step_s=5,
     ingest_rounds=3, ingest_batches=100, ingest_spans=512, breakdown_traces=10_000, warm_up_s=2,
+    on_off_rounds=15, in_place_s=60,
 )  # fmt: skip
 QUICK = Plan(
     rounds=2, load_s=1, serial_s=1, proxy_s=1, floor_s=1, soak_s=2, soak_step_s=1,
     ingest_rounds=2, ingest_batches=8, ingest_spans=512, breakdown_traces=1000, warm_up_s=1,
+    on_off_rounds=2, in_place_s=4,
 )  # fmt: skip
 
 Say = Callable[[str], None]
@@ -356,10 +360,11 @@ class Run:
         stacks traced and fresh, `what` naming the feature (ON_OFF)."""
         plan = self.plan
         title, issue, target = ON_OFF[what]
-        # Three times the rounds at a third of the length: a difference of a few percent needs
+        # Many rounds at a third of the length (a full run: three times its other rounds; a
+        # quick one, a smoke run, two): a difference of a few percent needs
         # many pairs close together in time, as this machine's CPU speed drifts by tens of
         # percent in minutes (rounds of one run ranged 0.90-1.08 for the same code).
-        rounds, seconds = 3 * plan.rounds, max(1.0, plan.load_s / 3)
+        rounds, seconds = plan.on_off_rounds, max(1.0, plan.load_s / 3)
         self.say(f"{title} (both traced): {rounds} rounds of {seconds:g} s ...")
         runs: list[dict[str, Any]] = []
         ratios: list[float] = []
@@ -390,7 +395,7 @@ class Run:
         """Issue 9's in place: CPU per request of each tier of one loaded stack, in the windows
         TCP_INFO was on less those it was off (bench/toggle); as the noise beside it, the same
         split between alternate windows of one state (an A/A)."""
-        seconds = 10 * self.plan.load_s
+        seconds = self.plan.in_place_s
         self.say(f"TCP_INFO in place: {seconds:g} s on a stack switching it every ~0.5 s ...")
         started = time.time()
         run = self._load(toggled, self.plan.connections, seconds)
