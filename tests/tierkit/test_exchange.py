@@ -5,7 +5,7 @@ a hand-written client made cannot happen on it."""
 import asyncio
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -92,9 +92,11 @@ def h11_server(answer_on_each_connection: int = 1_000_000) -> Iterator[tuple[str
         listener.close()
 
 
-def _guarded(serve: object, conn: socket.socket, received: Received) -> None:
+def _guarded(
+    serve: Callable[[socket.socket], None], conn: socket.socket, received: Received
+) -> None:
     try:
-        serve(conn)  # type: ignore[operator]
+        serve(conn)
     except h11.RemoteProtocolError as exc:  # the client framed something wrongly
         received.errors.append(str(exc))
 
