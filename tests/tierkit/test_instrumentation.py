@@ -128,7 +128,9 @@ def shape(spans: list[Span]) -> tuple[object, ...]:
         {edge: sorted(phases) for edge, phases in found.phases_ns.items()},
         sorted(found.tcp),
         sorted(found.tcp_callee),
-        found.warnings,
+        # A server ends its span after writing its last byte, so on a busy machine its client
+        # can read the answer and end first: that warning is about timing, not shape.
+        [w for w in found.warnings if "outlasts its client span" not in w],
     )
 
 

@@ -27,7 +27,7 @@ from referencing.jsonschema import DRAFT4
 from netgap.collector.server import Collector
 from netgap.otlp_json import spans_from_json
 from netgap.timeparse import format_rfc3339_ns
-from tests.netgap.collector.spans import NOW_NS, S, hex_id, new_trace_id, sdk_trace, two_tier_trace
+from tests.netgap.collector.spans import S, hex_id, new_trace_id, sdk_trace, two_tier_trace
 
 JAEGER = Path(__file__).resolve().parents[3] / ".." / "shared" / "jaeger"
 OPENAPI = JAEGER / "api_v3" / "query_service.openapi.yaml"
@@ -145,7 +145,7 @@ def served(
         assert OTLPSpanExporter(endpoint=collector.otlp_http_url).export(spans) == (
             SpanExportResult.SUCCESS
         )
-        collector.store.add(two_tier_trace())
+        collector.store.add(two_tier_trace(start_ns=spans[0].start_time or 0))
         yield collector, hex_id(spans[0])
 
 
@@ -155,10 +155,17 @@ def query(served: tuple[Collector, str]) -> Iterator[httpx.Client]:
         yield client
 
 
-WINDOW = {
-    "query.startTimeMin": format_rfc3339_ns(NOW_NS - 600 * S),
-    "query.startTimeMax": format_rfc3339_ns(NOW_NS + 600 * S),
-}
+@pytest.fixture
+def window(served: tuple[Collector, str]) -> dict[str, str]:
+    """A search window around the served traces, which start when the fixture ran: not at
+    import, which a long, shuffled run can leave more than ten minutes behind."""
+    found = served[0].store.trace(served[1])
+    assert found
+    start_ns = min(span.start_ns for span in found)
+    return {
+        "query.startTimeMin": format_rfc3339_ns(start_ns - 600 * S),
+        "query.startTimeMax": format_rfc3339_ns(start_ns + 600 * S),
+    }
 
 
 def test_services_answer(contract: Contract, query: httpx.Client) -> None:
@@ -176,11 +183,14 @@ def test_operations_answer(contract: Contract, query: httpx.Client) -> None:
 
 
 def test_traces_answers(
-    contract: Contract, query: httpx.Client, served: tuple[Collector, str]
+    contract: Contract,
+    query: httpx.Client,
+    served: tuple[Collector, str],
+    window: dict[str, str],
 ) -> None:
     assert contract.response_schema("/api/v3/traces", "200") == TRACES_DATA
     assert contract.response_schema("/api/v3/traces/{traceId}", "200") == TRACES_DATA
-    search = query.get("/api/v3/traces", params={**WINDOW, "query.serviceName": "apitier"})
+    search = query.get("/api/v3/traces", params={**window, "query.serviceName": "apitier"})
     by_id = query.get(f"/api/v3/traces/{served[1]}")
     for response in (search, by_id):
         assert response.status_code == 200
@@ -193,7 +203,10 @@ def test_traces_answers(
 
 
 def test_every_listed_parameter_is_understood(
-    contract: Contract, query: httpx.Client, served: tuple[Collector, str]
+    contract: Contract,
+    query: httpx.Client,
+    served: tuple[Collector, str],
+    window: dict[str, str],
 ) -> None:
     listed = contract.parameters("/api/v3/traces")
     assert listed == {
@@ -207,7 +220,7 @@ def test_every_listed_parameter_is_understood(
         "query.rawTraces",
     }
     valid = {
-        **WINDOW,
+        **window,
         "query.serviceName": "apitier",
         "query.operationName": "fast-query",
         "query.durationMin": "0.000001s",  # the OpenAPI's own duration pattern
@@ -230,8 +243,8 @@ def test_every_listed_parameter_is_understood(
         "rawTraces",
     }
     ok = {
-        "startTime": WINDOW["query.startTimeMin"],
-        "endTime": WINDOW["query.startTimeMax"],
+        "startTime": window["query.startTimeMin"],
+        "endTime": window["query.startTimeMax"],
         "rawTraces": "false",
     }
     assert query.get(f"/api/v3/traces/{served[1]}", params=ok).status_code == 200
@@ -240,7 +253,7 @@ def test_every_listed_parameter_is_understood(
         assert refused.status_code == 400, name
 
 
-def test_error_answers(contract: Contract, query: httpx.Client) -> None:
+def test_error_answers(contract: Contract, query: httpx.Client, window: dict[str, str]) -> None:
     # What the OpenAPI document offers for errors is google.rpc.Status, which is not what the
     # gateway sends; GRPCGatewayError, from the proto, is.
     for path in (
@@ -254,8 +267,8 @@ def test_error_answers(contract: Contract, query: httpx.Client) -> None:
     envelope = gateway_error_schema()
     errors = [
         query.get("/api/v3/traces", params={"query.serviceName": "apitier"}),  # no window
-        query.get("/api/v3/traces", params={**WINDOW, "query.startTimeMin": "now"}),
-        query.get("/api/v3/traces", params={**WINDOW, "query.serviceName": "nobody"}),
+        query.get("/api/v3/traces", params={**window, "query.startTimeMin": "now"}),
+        query.get("/api/v3/traces", params={**window, "query.serviceName": "nobody"}),
         query.get("/api/v3/traces/xyz"),
         query.get(f"/api/v3/traces/{new_trace_id()}"),
     ]
