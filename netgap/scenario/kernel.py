@@ -1,33 +1,39 @@
-"""Kernel mode of `netgap scenario` (--kernel, root only): the faults on a veth hop, by tc.
+"""Kernel mode of `netgap scenario` (--kernel, root only): the faults on a routed hop, by tc.
 
-  root namespace                                    namespace ngs-api-<suffix>
-  load -> web tier -> [latency proxy] --ngs<suffix>w ==veth== ngs<suffix>a--> API tier
-  collector <------------------------------- span export -----------------------'
+  root namespace              namespace ngs-hop-<suffix>            namespace ngs-api-<suffix>
+  load -> web tier -> [proxy] -w ==veth== h-> (forwards) -g ==veth== a-> API tier
+  collector <-------------------------- span export ---------------------------'
 
-The web side of the veth pair stays in the root namespace: the web tier, the collector, the
-load and (without netem) the latency proxy run as in the userspace mode, and the parent's
-health checks, control calls, load and trace queries need no `ip netns exec`; only the API
-tier runs in a namespace of its own (`ip netns exec`), on 198.51.100.2, and every call to it
-crosses the veth from 198.51.100.1 (TEST-NET-2, a /30 that never leaves the pair). A second
-namespace for the web side would put the same veth hop between the tiers and only add
-plumbing.
+The web side stays in the root namespace: the web tier, the collector, the load and (without
+netem) the latency proxy run as in the userspace mode, and the parent's health checks,
+control calls, load and trace queries need no `ip netns exec`. The API tier runs in a
+namespace of its own (`ip netns exec`), on 198.51.100.6, and every call to it is routed
+through a hop namespace between two veth pairs (198.51.100.0/30 and .4/30, TEST-NET-2: they
+never leave the pairs).
 
-Each end shapes its own egress, so both directions are faulted (the proxy's `both`): on the
-web end the traffic to the API's address and port, on the API end the traffic from the API's
-port back to the web side. The rate cap is a tbf under an htb root whose u32 filters pick
-that traffic, the loss an iptables `statistic` rule in mangle POSTROUTING (`-o` the veth end,
-the netgap-fault comment): netgap.fault.tc's scoped plans, the API end's with source ports.
-The latency is netem's when the kernel has it (then everything is in the kernel); otherwise a
-`netgap fault proxy` in front of the API tier holds it, and only it.
+The faults sit on the hop's two egresses, so both directions are faulted (the proxy's
+`both`): towards the API the traffic to the API's address and port, towards the web side the
+traffic from the API's port. The rate cap is a tbf under an htb root whose u32 filters pick
+that traffic, the loss an iptables `statistic` rule in the hop's mangle POSTROUTING (`-o` the
+device, the netgap-fault comment): netgap.fault.tc's scoped plans, the web-bound one with
+source ports. The latency is netem's when the kernel has it (then everything is in the
+kernel); otherwise a `netgap fault proxy` in front of the API tier holds it, and only it.
+
+Why a hop, not the tiers' own veth ends: as in the story, where tc sat on a node's overlay
+interface, the packets are dropped and queued on their way *through* a router, so each
+tier's TCP sees a lossy, slow network. A qdisc on a host's own egress is something else:
+a drop there is reported to the sending socket, and a SYN-ACK retransmission dropped on the
+API's own end made Linux reset the half-open connection (a 502 the user did not cause).
 
 The API tier's span export crosses the veth too, to the collector's port: not the API's, so
 it is not faulted. In the story the agent's own export crossed the broken overlay as well;
 leaving it out is a deliberate simplification, so the traces of the fault arrive on time.
 
-Nothing else on the host is touched: tc only on our veth end, iptables rules only with `-o`
-our veth end. `Overlay.teardown` (always run, signals held) reverts the faults, sweeps any of
-our rules a signal cut short, kills what still runs in the namespace, deletes the veth pair
-and the namespace.
+Nothing else on the host is touched: in the root namespace only our veth end and its route;
+tc and iptables only in the hop namespace. `Overlay.teardown` (always run, signals held)
+reverts the faults, sweeps any of our rules a signal cut short (older runs put them in the
+root namespace), kills what still runs in the namespaces, deletes the veth pairs and the
+namespaces.
 
 Only SIGKILL (or a machine gone mid-run) leaves anything behind. A run holds an flock on
 /run/netgap/<namespace>.lock while its overlay exists; the kernel drops it when the process
@@ -58,10 +64,17 @@ from netgap.fault.spec import Faults
 from netgap.scenario import model
 
 NAMESPACE_PREFIX = "ngs-api-"
-DEVICE_PREFIX = "ngs"  # + suffix + w (web end, root namespace) or a (API end)
-SUBNET = ipaddress.IPv4Network("198.51.100.0/30")  # TEST-NET-2: documentation only
+HOP_PREFIX = "ngs-hop-"
+# + suffix + w (web end, root namespace), h (its peer in the hop), g (the hop's end towards
+# the API) or a (the API's end)
+DEVICE_PREFIX = "ngs"
+SUBNET = ipaddress.IPv4Network("198.51.100.0/29")  # TEST-NET-2: documentation only
+WEB_SUBNET = ipaddress.IPv4Network("198.51.100.0/30")
+API_SUBNET = ipaddress.IPv4Network("198.51.100.4/30")
 WEB_ADDRESS = "198.51.100.1"
-API_ADDRESS = "198.51.100.2"
+HOP_WEB_ADDRESS = "198.51.100.2"
+HOP_API_ADDRESS = "198.51.100.5"
+API_ADDRESS = "198.51.100.6"
 MTU = 1500  # a veth's default
 LOCK_DIR = Path("/run/netgap")  # tmpfs: emptied by a reboot, as the namespaces are
 NO_NETEM = "latency via the userspace proxy: this kernel has no netem"
@@ -92,9 +105,9 @@ def preflight(
     run = run or tc.run_command
     if euid() != 0:
         raise UsageError("--kernel needs root (network namespaces, tc and iptables); run as root")
-    for tool in ("ip", "tc"):
+    for tool, package in (("ip", "iproute2"), ("tc", "iproute2"), ("sysctl", "procps")):
         if which(tool) is None:
-            raise UsageError(f"--kernel needs {tool} (apt-get install iproute2)")
+            raise UsageError(f"--kernel needs {tool} (apt-get install {package})")
     if faults.reset:
         raise UsageError("--kernel cannot reset connections (tc cannot); leave out reset")
     listed = run(("ip", "netns", "list"))
@@ -128,7 +141,7 @@ def _line(text: str) -> str:
 
 @dataclass(frozen=True)
 class Split:
-    kernel: Faults  # tc and iptables on the veth: rate and loss, and with netem the latency
+    kernel: Faults  # tc and iptables on the hop: rate and loss, and with netem the latency
     proxy: Faults  # the userspace proxy: the latency and jitter, when there is no netem
 
 
@@ -169,7 +182,8 @@ def by_source_port(plan: tc.Plan, note: str) -> tc.Plan:
 
 @dataclass
 class Side:
-    """One veth end: the plan for its egress, where its commands run, what was applied."""
+    """One of the hop's devices: the plan for its egress, where its commands run, what was
+    applied."""
 
     name: str  # web->api or api->web
     plan: tc.Plan
@@ -179,7 +193,7 @@ class Side:
 
 @dataclass
 class Overlay:
-    """The namespace, the veth pair and the kernel faults on it."""
+    """The namespaces, the veth pairs and the kernel faults on the hop."""
 
     api_port: int
     netem: tc.NetemProbe
@@ -196,8 +210,20 @@ class Overlay:
         return f"{NAMESPACE_PREFIX}{self.suffix}"
 
     @property
+    def hop_namespace(self) -> str:
+        return f"{HOP_PREFIX}{self.suffix}"
+
+    @property
     def web_device(self) -> str:
         return f"{DEVICE_PREFIX}{self.suffix}w"
+
+    @property
+    def hop_web_device(self) -> str:
+        return f"{DEVICE_PREFIX}{self.suffix}h"
+
+    @property
+    def hop_api_device(self) -> str:
+        return f"{DEVICE_PREFIX}{self.suffix}g"
 
     @property
     def api_device(self) -> str:
@@ -214,8 +240,8 @@ class Overlay:
     def split(self, faults: Faults) -> Split:
         return split(faults, self.netem.available)
 
-    def in_namespace(self, argv: tc.Argv) -> "subprocess.CompletedProcess[str]":
-        return self._recorded(("ip", "netns", "exec", self.namespace, *argv))
+    def in_hop(self, argv: tc.Argv) -> "subprocess.CompletedProcess[str]":
+        return self._recorded(("ip", "netns", "exec", self.hop_namespace, *argv))
 
     def _recorded(self, argv: tc.Argv) -> "subprocess.CompletedProcess[str]":
         """A fault command: run, and kept for the report."""
@@ -229,18 +255,33 @@ class Overlay:
     # set-up and teardown
 
     def setup(self) -> None:
-        ns, web, api = self.namespace, self.web_device, self.api_device
-        prefix = SUBNET.prefixlen
-        self._must(("ip", "netns", "add", ns), usage=True)
-        self._must(("ip", "link", "add", web, "type", "veth", "peer", "name", api, "netns", ns))
-        self._must(("ip", "addr", "add", f"{WEB_ADDRESS}/{prefix}", "dev", web))
-        self._must(("ip", "link", "set", "dev", web, "up"))
-        for argv in (
-            ("ip", "addr", "add", f"{API_ADDRESS}/{prefix}", "dev", api),
-            ("ip", "link", "set", "dev", api, "up"),
-            ("ip", "link", "set", "dev", "lo", "up"),
-        ):
-            self._must(("ip", "-n", ns, *argv[1:]))
+        api_ns, hop = self.namespace, self.hop_namespace
+        self._must(("ip", "netns", "add", api_ns), usage=True)
+        self._must(("ip", "netns", "add", hop))
+        web, hop_web = self.web_device, self.hop_web_device
+        hop_api, api = self.hop_api_device, self.api_device
+        self._must(
+            ("ip", "link", "add", web, "type", "veth", "peer", "name", hop_web, "netns", hop)
+        )
+        self._must(("ip", "-n", hop, "link", "add", hop_api, "type", "veth", "peer", "name", api))
+        self._must(("ip", "-n", hop, "link", "set", "dev", api, "netns", api_ns))
+        self._address(None, web, WEB_ADDRESS, WEB_SUBNET)
+        self._address(hop, hop_web, HOP_WEB_ADDRESS, WEB_SUBNET)
+        self._address(hop, hop_api, HOP_API_ADDRESS, API_SUBNET)
+        self._address(api_ns, api, API_ADDRESS, API_SUBNET)
+        self._must(("ip", "route", "add", str(API_SUBNET), "via", HOP_WEB_ADDRESS, "dev", web))
+        self._must(("ip", "-n", api_ns, "route", "add", "default", "via", HOP_API_ADDRESS))
+        self._must(("ip", "netns", "exec", hop, "sysctl", "-qw", "net.ipv4.ip_forward=1"))
+
+    def _address(
+        self, namespace: str | None, device: str, address: str, net: ipaddress.IPv4Network
+    ) -> None:
+        """`device` up with `address` on `net`, and its namespace's loopback up."""
+        where: tc.Argv = ("ip",) if namespace is None else ("ip", "-n", namespace)
+        self._must((*where, "addr", "add", f"{address}/{net.prefixlen}", "dev", device))
+        self._must((*where, "link", "set", "dev", device, "up"))
+        if namespace is not None:
+            self._must((*where, "link", "set", "dev", "lo", "up"))
 
     def _must(self, argv: tc.Argv, usage: bool = False) -> None:
         self._say(f"+ {shlex.join(argv)}")
@@ -253,27 +294,34 @@ class Overlay:
         """Everything back as it was; the problems, if any (never raises for them)."""
         problems = self.clear_faults()
         problems += self._sweep_rules()
-        listed = self.run(("ip", "netns", "pids", self.namespace))
-        for pid in listed.stdout.split() if listed.returncode == 0 else []:
-            with contextlib.suppress(ValueError, OSError):
-                self._say(f"kill -KILL {int(pid)}  # left in {self.namespace}")
-                os.kill(int(pid), signal.SIGKILL)
-        # Deleting one end deletes the pair at once (the namespace's own teardown is lazy).
+        namespaces = (self.namespace, self.hop_namespace)
+        for namespace in namespaces:
+            self._kill_all_in(namespace)
+        # Deleting one end deletes the pair at once (a namespace's own teardown is lazy).
         for argv in (
             ("ip", "link", "del", self.web_device),
-            ("ip", "netns", "del", self.namespace),
+            ("ip", "-n", self.hop_namespace, "link", "del", self.hop_api_device),
+            *(("ip", "netns", "del", namespace) for namespace in namespaces),
         ):
             self._say(f"+ {shlex.join(argv)}")
             self.run(argv)
         if self.run(("ip", "link", "show", "dev", self.web_device)).returncode == 0:
             problems.append(f"{self.web_device} is still there")
-        if self.namespace in self.run(("ip", "netns", "list")).stdout.split():
-            problems.append(f"namespace {self.namespace} is still there")
+        listed = self.run(("ip", "netns", "list")).stdout.split()
+        problems += [f"namespace {name} is still there" for name in namespaces if name in listed]
         return problems
 
+    def _kill_all_in(self, namespace: str) -> None:
+        listed = self.run(("ip", "netns", "pids", namespace))
+        for pid in listed.stdout.split() if listed.returncode == 0 else []:
+            with contextlib.suppress(ValueError, OSError):
+                self._say(f"kill -KILL {int(pid)}  # left in {namespace}")
+                os.kill(int(pid), signal.SIGKILL)
+
     def _sweep_rules(self) -> list[str]:
-        """Our rules a signal may have left between a command and its bookkeeping: those with
-        the netgap-fault comment and `-o` our web end (the API end's go with the namespace)."""
+        """Our rules in the root namespace (where runs before the hop put them) that a signal
+        may have left: those with the netgap-fault comment and `-o` our web end. The hop's own
+        go with its namespace."""
         listed = self.run(("iptables", "-t", "mangle", "-S", "POSTROUTING"))
         if listed.returncode != 0:
             return []
@@ -291,20 +339,21 @@ class Overlay:
     # the faults
 
     def sides(self, faults: Faults) -> list[Side]:
-        """The plans for `faults` (the kernel's part) on each end that its direction faults."""
+        """The plans for `faults` (the kernel's part) on each of the hop's devices that its
+        direction faults."""
         api = ipaddress.ip_network(f"{API_ADDRESS}/32")
         web = ipaddress.ip_network(f"{WEB_ADDRESS}/32")
         netem = self.netem.available
         sides = []
         if faults.applies_upstream():
             scope = tc.Scope((api,), self.api_port)
-            plan = tc.plan(faults, self.web_device, scope, netem=netem, mtu=MTU)
-            sides.append(Side("web->api", plan, self._recorded))
+            plan = tc.plan(faults, self.hop_api_device, scope, netem=netem, mtu=MTU)
+            sides.append(Side("web->api", plan, self.in_hop))
         if faults.applies_downstream():
             scope = tc.Scope((web,), self.api_port)
-            plan = tc.plan(faults, self.api_device, scope, netem=netem, mtu=MTU)
+            plan = tc.plan(faults, self.hop_web_device, scope, netem=netem, mtu=MTU)
             note = f"only egress to {web} from port {self.api_port} (TCP and UDP)"
-            sides.append(Side("api->web", by_source_port(plan, note), self.in_namespace))
+            sides.append(Side("api->web", by_source_port(plan, note), self.in_hop))
         return sides
 
     def set_faults(self, faults: Faults) -> None:
@@ -346,11 +395,11 @@ class Overlay:
         where = (
             f"API tier in network namespace {self.namespace} on {API_ADDRESS} "
             f"({self.api_device}), the rest in the root namespace on {WEB_ADDRESS} "
-            f"({self.web_device})"
+            f"({self.web_device}), routed through {self.hop_namespace}"
         )
         how = "rate and loss by tc/iptables" if self.latency_via_proxy else "all faults by netem"
-        text = f"kernel mode: {where}; {how} on both veth ends, scoped to the API's port"
-        return text + f" {self.api_port} (its span export is not faulted)"
+        text = f"kernel mode: {where}; {how} on both of the hop's egresses, scoped to the API's"
+        return text + f" port {self.api_port} (its span export is not faulted)"
 
     def to_json(self, faults: Faults) -> dict[str, Any]:
         parts = self.split(faults)
@@ -362,8 +411,10 @@ class Overlay:
         ]
         return {
             "namespace": self.namespace,
+            "hop_namespace": self.hop_namespace,
             "web_device": self.web_device,
             "api_device": self.api_device,
+            "hop_devices": [self.hop_web_device, self.hop_api_device],
             "web_address": WEB_ADDRESS,
             "api_address": API_ADDRESS,
             "api_port": self.api_port,
@@ -383,7 +434,7 @@ class Overlay:
 
 @contextlib.contextmanager
 def overlay(api_port: int, log_path: Path, say: Say) -> Iterator[Overlay]:
-    """Probe netem, build the namespace and the veth pair, and always take them down again
+    """Probe netem, build the namespaces and the veth pairs, and always take them down again
     (signals held meanwhile: a second Ctrl-C cannot leave half of it behind)."""
     with log_path.open("a") as log, contextlib.ExitStack() as claims:
         lab: Overlay | None = None
@@ -446,9 +497,13 @@ def clear_leftovers(say: Say, run: tc.Runner = tc.run_command) -> list[str]:
     our veths, also those whose veth is already gone. A live run's are left alone. The
     namespaces taken down."""
     listed = run(("ip", "netns", "list"))
-    ours = [
-        line.split()[0] for line in listed.stdout.splitlines() if line.startswith(NAMESPACE_PREFIX)
-    ]
+    suffixes = dict.fromkeys(
+        line.split()[0].removeprefix(prefix)
+        for line in listed.stdout.splitlines()
+        for prefix in (NAMESPACE_PREFIX, HOP_PREFIX)
+        if line.startswith(prefix)
+    )
+    ours = [f"{NAMESPACE_PREFIX}{suffix}" for suffix in suffixes]
     live = [name for name in ours if is_live(name)]
     for name in live:
         say(f"leaving {name} alone: its run is still going")

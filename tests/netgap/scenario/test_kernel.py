@@ -67,25 +67,25 @@ def test_without_netem_the_latency_goes_to_the_proxy_and_the_rest_to_the_kernel(
     assert kernel.injector(True) is model.NETEM
 
 
-def test_each_veth_end_shapes_its_own_egress_scoped_to_the_api_port() -> None:
+def test_the_hop_shapes_each_direction_on_its_egress_scoped_to_the_api_port() -> None:
     lab = overlay()
     web, api = lab.sides(kernel.split(ARTICLE, False).kernel)
     assert (web.name, web.plan.device, api.name, api.plan.device) == (
         "web->api",
-        "ngsabc123w",
+        "ngsabc123g",  # the hop's end towards the API
         "api->web",
-        "ngsabc123a",
+        "ngsabc123h",  # the hop's end towards the web side
     )
     web_lines, api_lines = web.plan.apply_lines(), api.plan.apply_lines()
     assert "tbf rate 50kbit" in web_lines[2]
     assert web_lines[3].endswith(
-        "u32 match ip dst 198.51.100.2/32 match ip dport 8801 0xffff flowid 4e47:4"
+        "u32 match ip dst 198.51.100.6/32 match ip dport 8801 0xffff flowid 4e47:4"
     )
     assert api_lines[3].endswith(
         "u32 match ip dst 198.51.100.1/32 match ip sport 8801 0xffff flowid 4e47:4"
     )
-    assert "-o ngsabc123w -d 198.51.100.2/32 -p tcp --dport 8801 -m statistic" in web_lines[4]
-    assert "-o ngsabc123a -d 198.51.100.1/32 -p tcp --sport 8801 -m statistic" in api_lines[4]
+    assert "-o ngsabc123g -d 198.51.100.6/32 -p tcp --dport 8801 -m statistic" in web_lines[4]
+    assert "-o ngsabc123h -d 198.51.100.1/32 -p tcp --sport 8801 -m statistic" in api_lines[4]
     # the undo is rewritten too, and nothing of the API end matches a destination port
     assert all("dport" not in line for line in api_lines + api.plan.revert_lines())
     assert "--sport 8801" in api.plan.revert_lines()[0]
@@ -108,16 +108,15 @@ def test_with_netem_everything_is_one_netem_qdisc_per_end() -> None:
         assert not any("iptables" in line for line in side.plan.apply_lines())
 
 
-def test_faults_are_applied_in_the_namespace_on_the_api_end_and_reverted() -> None:
+def test_faults_are_applied_in_the_hop_namespace_and_reverted() -> None:
     run = fake()
     lab = overlay(run=run)
     lab.set_faults(ARTICLE)
     applied = run.lines()
     assert len(applied) == 12
-    assert applied[0].startswith("tc qdisc add dev ngsabc123w root handle 4e47: htb")
-    assert applied[6].startswith(
-        "ip netns exec ngs-api-abc123 tc qdisc add dev ngsabc123a root handle 4e47: htb"
-    )
+    assert all(line.startswith("ip netns exec ngs-hop-abc123 ") for line in applied)
+    assert " tc qdisc add dev ngsabc123g root handle 4e47: htb" in applied[0]
+    assert " tc qdisc add dev ngsabc123h root handle 4e47: htb" in applied[6]
     assert lab.kernel_faults == Faults(rate_bps=50_000, loss=0.01)
     run.calls.clear()
     lab.set_faults(Faults())
@@ -140,11 +139,12 @@ def test_latency_alone_puts_nothing_in_a_kernel_without_netem() -> None:
 
 def test_a_failing_command_leaves_what_was_applied_for_the_teardown() -> None:
     run = fake()
-    failing = ("tc", "qdisc", "add", "dev", "ngsabc123w", "parent", "4e47:4", "handle", "4e48:")
+    hop = ("ip", "netns", "exec", "ngs-hop-abc123")
+    failing = (*hop, "tc", "qdisc", "add", "dev", "ngsabc123g", "parent", "4e47:4", "handle")
     bad = subprocess.CompletedProcess(failing, 2, "", "RTNETLINK answers: No such device\n")
 
     def run_or_fail(argv: tc.Argv) -> "subprocess.CompletedProcess[str]":
-        return bad if argv[:9] == failing else run(argv)
+        return bad if argv[: len(failing)] == failing else run(argv)
 
     lab = overlay()
     lab.run = run_or_fail
@@ -152,14 +152,17 @@ def test_a_failing_command_leaves_what_was_applied_for_the_teardown() -> None:
         lab.set_faults(ARTICLE)
     run.calls.clear()
     lab.teardown()
-    assert run.lines()[:1] == ["tc qdisc del dev ngsabc123w root handle 4e47:"]
+    assert run.lines()[:1] == [
+        "ip netns exec ngs-hop-abc123 tc qdisc del dev ngsabc123g root handle 4e47:"
+    ]
     assert "ip link del ngsabc123w" in run.lines()
     assert "ip netns del ngs-api-abc123" in run.lines()
+    assert "ip netns del ngs-hop-abc123" in run.lines()
 
 
-def test_teardown_sweeps_our_rules_only_and_removes_the_pair() -> None:
+def test_teardown_sweeps_our_rules_only_and_removes_the_pairs() -> None:
     run = fake()
-    ours = (
+    ours = (  # in the root namespace, as runs before the hop left them
         "-A POSTROUTING -d 198.51.100.2/32 -o ngsabc123w -p tcp -m tcp --dport 8801 -m statistic "
         "--mode random --probability 0.01000000000 -m comment --comment netgap-fault -j DROP"
     )
@@ -175,7 +178,25 @@ def test_teardown_sweeps_our_rules_only_and_removes_the_pair() -> None:
     deletes = [line for line in run.lines() if " -D " in line]
     assert len(deletes) == 1
     assert "-o ngsabc123w" in deletes[0]
-    assert run.lines()[-4:-2] == ["ip link del ngsabc123w", "ip netns del ngs-api-abc123"]
+    assert run.lines()[-6:-2] == [
+        "ip link del ngsabc123w",
+        "ip -n ngs-hop-abc123 link del ngsabc123g",
+        "ip netns del ngs-api-abc123",
+        "ip netns del ngs-hop-abc123",
+    ]
+
+
+def test_the_tiers_are_routed_through_the_hop() -> None:
+    run = fake()
+    overlay(run=run).setup()
+    lines = run.lines()
+    assert "ip link add ngsabc123w type veth peer name ngsabc123h netns ngs-hop-abc123" in lines
+    assert "ip -n ngs-hop-abc123 link set dev ngsabc123a netns ngs-api-abc123" in lines
+    assert "ip route add 198.51.100.4/30 via 198.51.100.2 dev ngsabc123w" in lines
+    assert "ip -n ngs-api-abc123 route add default via 198.51.100.5" in lines
+    assert "ip netns exec ngs-hop-abc123 sysctl -qw net.ipv4.ip_forward=1" in lines
+    # nothing is shaped or filtered in the root namespace
+    assert not [line for line in lines if line.startswith(("tc ", "iptables "))]
 
 
 def test_the_api_tier_is_started_through_ip_netns_exec() -> None:
@@ -209,7 +230,7 @@ def tools(*present: str) -> Any:
     return lambda name: f"/usr/sbin/{name}" if name in present else None
 
 
-ALL_TOOLS = tools("ip", "tc", "iptables")
+ALL_TOOLS = tools("ip", "tc", "iptables", "sysctl")
 
 
 @pytest.mark.parametrize(
@@ -217,6 +238,7 @@ ALL_TOOLS = tools("ip", "tc", "iptables")
     [
         (1000, ALL_TOOLS, {}, ARTICLE, "--kernel needs root"),
         (0, tools("tc", "iptables"), {}, ARTICLE, "needs ip (apt-get install iproute2)"),
+        (0, tools("ip", "tc", "iptables"), {}, ARTICLE, "needs sysctl (apt-get install procps)"),
         (
             0,
             ALL_TOOLS,
@@ -226,7 +248,7 @@ ALL_TOOLS = tools("ip", "tc", "iptables")
         ),
         (
             0,
-            tools("ip", "tc"),
+            tools("ip", "tc", "sysctl"),
             {},
             ARTICLE,
             "needs iptables for the loss (apt-get install iptables)",
@@ -242,16 +264,25 @@ ALL_TOOLS = tools("ip", "tc", "iptables")
             0,
             ALL_TOOLS,
             {
-                ("ip", "-o", "-4", "addr", "show", "to", "198.51.100.0/30"): done(
+                ("ip", "-o", "-4", "addr", "show", "to", "198.51.100.0/29"): done(
                     0, "7: ngs1w    inet 198.51.100.1/30 scope global ngs1w\n"
                 )
             },
             ARTICLE,
-            "uses 198.51.100.0/30, which ngs1w has already",
+            "uses 198.51.100.0/29, which ngs1w has already",
         ),
         (0, ALL_TOOLS, {}, Faults(reset=0.1), "cannot reset connections"),
     ],
-    ids=["not root", "no ip", "no netns", "no iptables", "no mangle", "subnet taken", "reset"],
+    ids=[
+        "not root",
+        "no ip",
+        "no sysctl",
+        "no netns",
+        "no iptables",
+        "no mangle",
+        "subnet taken",
+        "reset",
+    ],
 )
 def test_kernel_mode_refuses_clearly(
     euid: int, which: Any, answers: dict[tc.Argv, Any], faults: Faults, says: str
@@ -267,7 +298,11 @@ def test_kernel_mode_refuses_clearly(
 
 def test_without_loss_iptables_is_not_needed() -> None:
     kernel.preflight(
-        Faults(rate_bps=50_000), print, euid=lambda: 0, which=tools("ip", "tc"), run=fake()
+        Faults(rate_bps=50_000),
+        print,
+        euid=lambda: 0,
+        which=tools("ip", "tc", "sysctl"),
+        run=fake(),
     )
 
 
@@ -383,13 +418,15 @@ def test_the_kernel_faults_were_the_plans_applied_and_reverted(kernel_run: Kerne
     info = kernel_run.result["kernel"]
     applied = [*info["plan"]["web->api"]["apply"], *info["plan"]["api->web"]["apply"]]
     reverted = [*info["plan"]["api->web"]["revert"], *info["plan"]["web->api"]["revert"]]
-    namespace = info["namespace"]
-    commands = [line.removeprefix(f"ip netns exec {namespace} ") for line in info["commands"]]
+    namespace, hop = info["namespace"], info["hop_namespace"]
+    assert all(line.startswith(f"ip netns exec {hop} ") for line in info["commands"])
+    commands = [line.removeprefix(f"ip netns exec {hop} ") for line in info["commands"]]
     assert commands == applied + reverted
     assert any("tbf rate 50kbit" in line for line in applied)
     assert any("--sport" in line for line in info["plan"]["api->web"]["apply"])
     log = (kernel_run.out / "logs" / "kernel.log").read_text()
     assert f"+ ip netns del {namespace}" in log
+    assert f"+ ip netns del {hop}" in log
 
 
 @needs_netns
@@ -538,7 +575,7 @@ def test_a_live_runs_overlay_is_left_alone_and_its_subnet_refused(real: None) ->
                 kernel.preflight(ARTICLE, said.append)
             assert said == [f"leaving {live.namespace} alone: its run is still going"]
             assert str(error.value) == (
-                f"--kernel uses 198.51.100.0/30, which {live.web_device} has already "
+                f"--kernel uses 198.51.100.0/29, which {live.web_device} has already "
                 "(another netgap scenario --kernel is running)"
             )
         assert not kernel.is_live(live.namespace)
