@@ -36,10 +36,11 @@ from typing import Any
 
 from bench import report
 from bench.http import wrk_version
-from bench.measure import FULL, QUICK, Run
+from bench.measure import measure
+from bench.run import FULL, QUICK, Run
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__,
@@ -55,9 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-logs", action="store_true", help="keep the processes' logs and stores"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    command = _parser()
+    args = command.parse_args(argv)
     if shutil.which("wrk") is None:
-        parser.exit(2, f"{parser.prog}: wrk not found: apt-get install wrk (Debian's package)\n")
+        command.exit(2, f"{command.prog}: wrk not found: apt-get install wrk (Debian's package)\n")
     plan = QUICK if args.quick else FULL
     logs = Path(tempfile.mkdtemp(prefix="netgap-bench-"))
     started = time.monotonic()
@@ -69,33 +75,47 @@ def main(argv: list[str] | None = None) -> int:
     load_at_start = Path("/proc/loadavg").read_text().split()[:3]
     run = Run(plan, logs, say)
     try:
-        run.run()
+        measure(run)
     finally:
         if args.keep_logs:
             say(f"logs and stores kept in {logs}")
         else:
             shutil.rmtree(logs, ignore_errors=True)
     elapsed = time.monotonic() - started
-    document: dict[str, Any] = {
+    document = _document(run, date, round(elapsed, 1), load_at_start, quick=args.quick)
+    report.write_json(args.out, document)
+    _print_results(run, document, elapsed, args.out)
+    return 0
+
+
+def _document(
+    run: Run, date: str, duration_s: float, loadavg: list[str], *, quick: bool
+) -> dict[str, Any]:
+    """The results JSON (--out): the machine, the tools, every figure and round."""
+    return {
         "date": date,
         "machine": report.machine(),
         "tool": {
             "http": f"{wrk_version()}: one thread, keep-alive, closed loop, --latency",
             "placement": run.placement,
-            "plan": asdict(plan),
-            "quick": args.quick,
+            "plan": asdict(run.plan),
+            "quick": quick,
         },
-        "duration_s": round(elapsed, 1),
-        "loadavg_at_start": load_at_start,
+        "duration_s": duration_s,
+        "loadavg_at_start": loadavg,
         "figures": [f.to_dict() for f in sorted(run.figures, key=lambda f: f.item)],
         "rounds": run.rounds,
         "notes": run.notes,
     }
-    report.write_json(args.out, document)
-    m = document["machine"]
+
+
+def _print_results(run: Run, document: dict[str, Any], elapsed: float, out: Path) -> None:
+    """The table, the placement, every round in brief, the notes and the targets missed."""
+    m, date = document["machine"], document["date"]
+    quick = document["tool"]["quick"]
     sys.stderr.flush()
     print(f"\nnetgap bench, {date}, {m['cpus']} x {m['model']}, Linux {m['kernel']}, "
-          f"Python {m['python']}{' (--quick)' if args.quick else ''}\n")  # fmt: skip
+          f"Python {m['python']}{' (--quick)' if quick else ''}\n")  # fmt: skip
     figures = sorted(run.figures, key=lambda f: f.item)  # stable: each item's order kept
     print(report.table(figures))
     print(f"\nHTTP load: {document['tool']['http']}")
@@ -106,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     missed = [f.name.strip() for f in run.figures if f.passed is False]
     print(f"\n{len(missed)} of {sum(f.passed is not None for f in run.figures)} targets missed"
           f"{': ' + '; '.join(missed) if missed else ''}")  # fmt: skip
-    print(f"took {elapsed:.0f} s; every round in {args.out}", flush=True)
-    return 0
+    print(f"took {elapsed:.0f} s; every round in {out}", flush=True)
 
 
 if __name__ == "__main__":

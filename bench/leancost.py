@@ -3,7 +3,7 @@ contrib's attribute set, the phase events and the TCP testimony) encoded to OTLP
 encoder and by tierkit.lean.encoder, in batches as the exporter sends them, side by side.
 
 The spans piece's saving is what is left of lean mode's saving in the five-stack comparison
-once this is taken out (bench/measure.py)."""
+once this is taken out (bench/tracing.py)."""
 
 import gc
 import statistics

@@ -112,84 +112,20 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
 def details(rounds: dict[str, Any]) -> str:
     """Per-round values, a few lines per group."""
     out: list[str] = []
-
-    def series(values: list[Any], fmt: str) -> str:
-        return ", ".join(format(v, fmt) for v in values)
-
-    tracing = rounds.get("tracing")
-    if tracing:
-        out.append("\nper round (the five stacks, order rotating):")
-        runs = tracing["runs"]
-        for label in dict.fromkeys(r["stack"] for r in runs):
-            for c in sorted({r["connections"] for r in runs}, reverse=True):
-                mine = [r for r in runs if r["stack"] == label and r["connections"] == c]
-                out.append(
-                    f"  {label:8} c={c:<3} req/s {series([r['rate'] for r in mine], '.0f')}"
-                    f" | p50 ms {series([r['p50_ms'] for r in mine], '.2f')}"
-                    f" | p99 ms {series([r['p99_ms'] for r in mine], '.2f')}"
-                    f" | CPU s/1000 {series([r['cpu_s_per_1000'] for r in mine], '.3f')}"
-                    f" | other CPU s {series([r['other_cpu_s'] for r in mine], '.1f')}"
-                )
-        pairs = tracing["pairs"]
-        for key in pairs[0] if pairs else ():
-            out.append(f"  {key:20s} {series([p[key] for p in pairs], '.3f')}")
-    proxy = rounds.get("proxy")
-    if proxy:
-        out.append("proxy vs direct (wrk to the API tier, QUERY_DELAY_MS=0, untraced):")
-        for via in ("direct", "proxy"):
-            for c in sorted({r["connections"] for r in proxy["runs"]}, reverse=True):
-                mine = [r for r in proxy["runs"] if r["via"] == via and r["connections"] == c]
-                out.append(
-                    f"  {via:8} c={c:<3} req/s {series([r['rate'] for r in mine], '.0f')}"
-                    f" | p50 ms {series([r['p50_ms'] for r in mine], '.3f')}"
-                    f" | other CPU s {series([r['other_cpu_s'] for r in mine], '.1f')}"
-                )
-        pairs = proxy["pairs"]
-        out.append(
-            f"  added p50 ms {series([p['added_p50_ms'] for p in pairs], '.3f')}"
-            f" | throughput ratio {series([p['throughput_ratio'] for p in pairs], '.3f')}"
-        )
+    if rounds.get("tracing"):
+        out.extend(_tracing_lines(rounds["tracing"]))
+    if rounds.get("proxy"):
+        out.extend(_proxy_lines(rounds["proxy"]))
     for what in ("metrics", "control"):
-        switched = rounds.get(what)
-        if not switched:
-            continue
-        out.append(f"{what} on vs off (both traced, order alternating):")
-        for label in (switched["on"], switched["off"]):
-            runs = [r for r in switched["runs"] if r["stack"] == label]
-            out.append(f"  {label:11s} req/s {series([r['rate'] for r in runs], '.0f')}")
-        out.append(
-            f"  ratios: throughput {series(switched['ratios'], '.3f')}"
-            f" | CPU/request {series(switched['cpu_ratios'], '.3f')}"
-        )
-    in_place = rounds.get("tcp_info_in_place")
-    if in_place:
-        out.append("TCP_INFO in place (one stack switching it every ~0.5 s), CPU per request:")
-        for name, f in in_place["tiers"].items():
-            out.append(
-                f"  {name:16s} on {f['on_us']:.1f} us | off {f['off_us']:.1f} us | "
-                f"on - off {f['cost_us']:.1f} us | A/A {f['aa_us']:.1f} us "
-                f"| {f['windows']} windows"
-            )
+        if rounds.get(what):
+            out.extend(_switched_lines(what, rounds[what]))
+    if rounds.get("tcp_info_in_place"):
+        out.extend(_in_place_lines(rounds["tcp_info_in_place"]))
     for mode in ("standard", "lean"):
-        floor = rounds.get(f"floor_{mode}")
-        if not floor:
-            continue
-        out.append(f"remote-calls floor, {mode} (serial wrk on its lab stack, from its traces):")
-        out.append(
-            f"  traces {series([w['traces'] for w in floor], 'd')}"
-            f" | remote p50 ms {series([w['remote_p50_ms'] for w in floor], '.3f')}"
-            f" | p99 ms {series([w['remote_p99_ms'] for w in floor], '.3f')}"
-            f" | web self p50 {series([w['webtier_self_p50_ms'] for w in floor], '.3f')}"
-            f" | API self p50 {series([w['apitier_self_p50_ms'] for w in floor], '.3f')}"
-            f" | with warnings {series([w['traces_with_warnings'] for w in floor], 'd')}"
-        )
-    rss = rounds.get("rss")
-    if rss:
-        samples = rss["samples"]
-        out.append(f"RSS at load ({rss['requests']} requests), MB at t = "
-                   f"{series([s['t_s'] for s in samples], '.0f')} s:")  # fmt: skip
-        out.append(f"  web {series([s['web_mb'] for s in samples], '.1f')}")
-        out.append(f"  API {series([s['api_mb'] for s in samples], '.1f')}")
+        if rounds.get(f"floor_{mode}"):
+            out.extend(_floor_lines(mode, rounds[f"floor_{mode}"]))
+    if rounds.get("rss"):
+        out.extend(_rss_lines(rounds["rss"]))
     for key, label, unit in (
         ("ingest", "collector ingest", "spans_per_s"),
         ("breakdown_store", "breakdown from the store", "traces_per_s"),
@@ -198,5 +134,91 @@ def details(rounds: dict[str, Any]) -> str:
         if rounds.get(key):
             runs = rounds[key]
             out.append(f"{label}: {unit.replace('_per_s', '/s')} "
-                       f"{series([r[unit] for r in runs], ',')}")  # fmt: skip
+                       f"{_series([r[unit] for r in runs], ',')}")  # fmt: skip
     return "\n".join(out)
+
+
+def _series(values: list[Any], fmt: str) -> str:
+    return ", ".join(format(v, fmt) for v in values)
+
+
+def _tracing_lines(tracing: dict[str, Any]) -> list[str]:
+    out = ["\nper round (the five stacks, order rotating):"]
+    runs = tracing["runs"]
+    for label in dict.fromkeys(r["stack"] for r in runs):
+        for c in sorted({r["connections"] for r in runs}, reverse=True):
+            mine = [r for r in runs if r["stack"] == label and r["connections"] == c]
+            out.append(
+                f"  {label:8} c={c:<3} req/s {_series([r['rate'] for r in mine], '.0f')}"
+                f" | p50 ms {_series([r['p50_ms'] for r in mine], '.2f')}"
+                f" | p99 ms {_series([r['p99_ms'] for r in mine], '.2f')}"
+                f" | CPU s/1000 {_series([r['cpu_s_per_1000'] for r in mine], '.3f')}"
+                f" | other CPU s {_series([r['other_cpu_s'] for r in mine], '.1f')}"
+            )
+    pairs = tracing["pairs"]
+    for key in pairs[0] if pairs else ():
+        out.append(f"  {key:20s} {_series([p[key] for p in pairs], '.3f')}")
+    return out
+
+
+def _proxy_lines(proxy: dict[str, Any]) -> list[str]:
+    out = ["proxy vs direct (wrk to the API tier, QUERY_DELAY_MS=0, untraced):"]
+    for via in ("direct", "proxy"):
+        for c in sorted({r["connections"] for r in proxy["runs"]}, reverse=True):
+            mine = [r for r in proxy["runs"] if r["via"] == via and r["connections"] == c]
+            out.append(
+                f"  {via:8} c={c:<3} req/s {_series([r['rate'] for r in mine], '.0f')}"
+                f" | p50 ms {_series([r['p50_ms'] for r in mine], '.3f')}"
+                f" | other CPU s {_series([r['other_cpu_s'] for r in mine], '.1f')}"
+            )
+    pairs = proxy["pairs"]
+    out.append(
+        f"  added p50 ms {_series([p['added_p50_ms'] for p in pairs], '.3f')}"
+        f" | throughput ratio {_series([p['throughput_ratio'] for p in pairs], '.3f')}"
+    )
+    return out
+
+
+def _switched_lines(what: str, switched: dict[str, Any]) -> list[str]:
+    out = [f"{what} on vs off (both traced, order alternating):"]
+    for label in (switched["on"], switched["off"]):
+        runs = [r for r in switched["runs"] if r["stack"] == label]
+        out.append(f"  {label:11s} req/s {_series([r['rate'] for r in runs], '.0f')}")
+    out.append(
+        f"  ratios: throughput {_series(switched['ratios'], '.3f')}"
+        f" | CPU/request {_series(switched['cpu_ratios'], '.3f')}"
+    )
+    return out
+
+
+def _in_place_lines(in_place: dict[str, Any]) -> list[str]:
+    out = ["TCP_INFO in place (one stack switching it every ~0.5 s), CPU per request:"]
+    for name, f in in_place["tiers"].items():
+        out.append(
+            f"  {name:16s} on {f['on_us']:.1f} us | off {f['off_us']:.1f} us | "
+            f"on - off {f['cost_us']:.1f} us | A/A {f['aa_us']:.1f} us "
+            f"| {f['windows']} windows"
+        )
+    return out
+
+
+def _floor_lines(mode: str, floor: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"remote-calls floor, {mode} (serial wrk on its lab stack, from its traces):",
+        f"  traces {_series([w['traces'] for w in floor], 'd')}"
+        f" | remote p50 ms {_series([w['remote_p50_ms'] for w in floor], '.3f')}"
+        f" | p99 ms {_series([w['remote_p99_ms'] for w in floor], '.3f')}"
+        f" | web self p50 {_series([w['webtier_self_p50_ms'] for w in floor], '.3f')}"
+        f" | API self p50 {_series([w['apitier_self_p50_ms'] for w in floor], '.3f')}"
+        f" | with warnings {_series([w['traces_with_warnings'] for w in floor], 'd')}",
+    ]
+
+
+def _rss_lines(rss: dict[str, Any]) -> list[str]:
+    samples = rss["samples"]
+    return [
+        f"RSS at load ({rss['requests']} requests), MB at t = "
+        f"{_series([s['t_s'] for s in samples], '.0f')} s:",
+        f"  web {_series([s['web_mb'] for s in samples], '.1f')}",
+        f"  API {_series([s['api_mb'] for s in samples], '.1f')}",
+    ]

@@ -16,7 +16,8 @@ import pytest
 import uvloop
 
 from netgap.collector.server import Address
-from netgap.fault.proxy import RTO_MIN_S, Loss, retransmission_timeout_s
+from netgap.fault.conditions import Loss
+from netgap.fault.link import RTO_MIN_S, retransmission_timeout_s
 from netgap.fault.spec import Faults
 from tests.harness import free_port
 from tests.netgap.fault.conftest import (
