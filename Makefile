@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck lock clean bench soak
 
-# The incident in about a minute: healthy, 20 s of the story's fault, recovery; report in .scenario/
+# The incident in about a minute: 15 s healthy, 25 s of the story's fault, 15 s recovery; report in .scenario/
 demo: $(STAMP)
 	$(BIN)/netgap scenario --baseline 15s --fault 25s --recovery 15s
 

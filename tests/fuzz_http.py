@@ -110,13 +110,15 @@ def assert_survived(tier: Tier, request: bytes, response: RawResponse) -> None:
 
 
 @contextlib.contextmanager
-def no_traceback_logged(tier: Tier) -> Iterator[None]:
-    """What `tier` logs while the block runs holds no traceback. Around a whole @given run, not
-    per example: a traceback logged after its answer went out still counts, in this test."""
-    start = len(tier.logs())
+def no_traceback_logged(*tiers: Tier) -> Iterator[None]:
+    """What each of `tiers` logs while the block runs holds no traceback. Around a whole @given
+    run, not per example: a traceback logged after its answer went out still counts, in this
+    test."""
+    starts = [len(tier.logs()) for tier in tiers]
     yield
-    logged = tier.logs()[start:]
-    assert "Traceback" not in logged, f"{tier.module} logged a traceback:\n{logged[-4000:]}"
+    for tier, start in zip(tiers, starts, strict=True):
+        logged = tier.logs()[start:]
+        assert "Traceback" not in logged, f"{tier.module} logged a traceback:\n{logged[-4000:]}"
 
 
 # -- strategies -----------------------------------------------------------------------------

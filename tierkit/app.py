@@ -45,7 +45,9 @@ def new_app(
         redoc_url=None,
         openapi_url=None,
         # FastAPI's native OpenTelemetry would add a SERVER span and operation spans of its
-        # own; contrib's instrumentation (or lean mode's) makes the one SERVER span.
+        # own; the one SERVER span is made by `telemetry.instrument_app` below: contrib's
+        # FastAPI instrumentation (TRACING_MODE=standard, the default) or tierkit/lean/spans.py
+        # (TRACING_MODE=lean).
         telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     app.include_router(router)

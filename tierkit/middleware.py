@@ -1,9 +1,12 @@
 """Per-request telemetry beside the SERVER span: one JSON log line, the `Server-Timing`
 header and the request's duration for the metrics.
 
-A plain ASGI middleware inside the SERVER span's (contrib's OpenTelemetryMiddleware, or lean
-mode's), so the current span is the request's SERVER span. `traceresponse` is written by the
-global response propagator (contrib's TraceResponsePropagator), as the instrumentation does it.
+A plain ASGI middleware inside the one that makes the SERVER span, so the current span is the
+request's SERVER span. That one is contrib's OpenTelemetryMiddleware (from
+opentelemetry-instrumentation-fastapi) with TRACING_MODE=standard, the default, or lean mode's
+ServerSpanMiddleware (tierkit/lean/spans.py) with TRACING_MODE=lean. `traceresponse` is not
+written here: in both modes that middleware has the global response propagator write it
+(contrib's TraceResponsePropagator, which tierkit/telemetry.py sets unless one is set already).
 """
 
 import asyncio
@@ -22,7 +25,6 @@ from tierkit.metrics import UNMATCHED_ROUTE
 # Given the request's state (what the route left in `request.state`) and the server time so
 # far in ms, the Server-Timing value to send, or None.
 ServerTiming = Callable[[MutableMapping[str, Any], float], str | None]
-# Given the method, the matched route (or ""), the status and the duration in seconds.
 # Given the method, the matched route (or ""), the status, the duration in seconds and the URL
 # scheme.
 ObserveRequest = Callable[[str, str, int, float, str], None]

@@ -8,14 +8,14 @@
 API (toxiproxy-like, JSON on /faults) through which `set` and `clear` change them while it runs,
 without dropping connections. `k8s` puts such faults on a Kubernetes node or pod with tc.
 Units are tc's: 500ms, 50kbit (kilobits/s), 6250bps (bytes/s), 1% (or 1). Comcast's
---target-bw (kbit/s) and --packet-loss are accepted too.
+--target-bw (kbit/s) and --packet-loss are accepted too, and --bandwidth (as `netgap scenario`
+names --rate).
 """
 
 import argparse
 import asyncio
 import json
 import logging
-import math
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -23,8 +23,9 @@ from typing import Any
 
 from netgap import aio
 from netgap.collector.server import Address, parse_address
+from netgap.commands import fault_k8s
+from netgap.commands.fault_flags import add_fault_arguments, fault_changes, faults_from_args
 from netgap.errors import UsageError
-from netgap.fault import k8s_command
 from netgap.fault.control import (
     DEFAULT_PORT,
     ControlServer,
@@ -33,19 +34,8 @@ from netgap.fault.control import (
     put_faults,
 )
 from netgap.fault.proxy import CONNECT_TIMEOUT_S, FaultProxy
-from netgap.fault.spec import (
-    DIRECTIONS,
-    PRESETS,
-    Faults,
-    FaultSpecError,
-    parse_duration_s,
-    parse_fraction,
-    parse_rate_bps,
-)
+from netgap.fault.spec import Faults, FaultSpecError, parse_duration_s
 
-FIELDS = ("latency", "jitter", "rate", "loss", "reset", "direction")
-# The default of every fault flag: `--rate none` stores None, so None cannot mean "not given".
-_UNSET: Any = object()
 DEFAULT_CONTROL = f"127.0.0.1:{DEFAULT_PORT}"
 
 PROXY_HELP = """Relay TCP from --listen to --upstream, with faults.
@@ -83,8 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_subcommand(subcommands, "proxy", PROXY_HELP, _add_proxy_arguments, _run_proxy)
     _add_subcommand(subcommands, "set", SET_HELP, _add_set_arguments, _run_set)
     _add_subcommand(subcommands, "clear", CLEAR_HELP, _add_clear_arguments, _run_clear)
-    doc = k8s_command.__doc__ or ""
-    _add_subcommand(subcommands, "k8s", doc, k8s_command.add_arguments, k8s_command.run)
+    doc = fault_k8s.__doc__ or ""
+    _add_subcommand(subcommands, "k8s", doc, fault_k8s.add_arguments, fault_k8s.run)
 
 
 def _add_subcommand(
@@ -140,7 +130,7 @@ def _add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
         f" is reset: 2s, 500ms, a number of ms ({CONNECT_TIMEOUT_S:g}s); a refusal resets it at"
         " once",
     )
-    _add_fault_arguments(parser)
+    add_fault_arguments(parser)
     parser.add_argument(
         "--seed",
         type=int,
@@ -154,7 +144,7 @@ def _add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_set_arguments(parser: argparse.ArgumentParser) -> None:
     _add_control_url_argument(parser)
-    _add_fault_arguments(parser)
+    add_fault_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the faults as JSON")
 
 
@@ -173,133 +163,6 @@ def _add_control_url_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_fault_arguments(parser: argparse.ArgumentParser) -> None:
-    """Each flag's value is stored as the control API's JSON field, checked already."""
-    faults = parser.add_argument_group("faults")
-    parser.set_defaults(**dict.fromkeys(FIELDS, _UNSET))
-    faults.add_argument(
-        "--latency",
-        type=_field(parse_duration_s, "latency"),
-        metavar="TIME",
-        help="added one way, in each faulted direction: 500ms, 1.5s, or milliseconds",
-    )
-    faults.add_argument(
-        "--jitter",
-        type=_field(parse_duration_s, "jitter"),
-        metavar="TIME",
-        help="+- spread of the latency, at most the latency",
-    )
-    rate = faults.add_mutually_exclusive_group()
-    rate.add_argument(
-        "--rate",
-        type=_rate,
-        metavar="RATE",
-        help="bandwidth cap per direction, shared by all connections: 50kbit, 1mbit, 6250bps"
-        " (bytes/s); none: no cap",
-    )
-    rate.add_argument(
-        "--target-bw",
-        dest="rate",
-        type=_kbit,
-        metavar="KBITS",
-        help="--rate in kbit/s, as Comcast takes it",
-    )
-    loss = faults.add_mutually_exclusive_group()
-    loss.add_argument(
-        "--loss",
-        type=_field(parse_fraction, "loss"),
-        metavar="PERCENT",
-        help="chance a chunk is lost and waits for TCP's retransmission: 1%%, 0.1%%",
-    )
-    loss.add_argument(
-        "--packet-loss",
-        dest="loss",
-        type=_field(parse_fraction, "loss"),
-        metavar="PERCENT",
-        help="--loss, as Comcast names it",
-    )
-    faults.add_argument(
-        "--reset",
-        type=_field(parse_fraction, "reset"),
-        metavar="PERCENT",
-        help="chance a connection is closed with RST, per chunk forwarded",
-    )
-    faults.add_argument(
-        "--direction",
-        choices=DIRECTIONS,
-        help="which way they apply: upstream is client to server, downstream back; both at first",
-    )
-    faults.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        help=_preset_help(),
-    )
-
-
-def _preset_help() -> str:
-    presets = "; ".join(f"{name}: {preset.describe()}" for name, preset in PRESETS.items())
-    text = f"a named set of faults, the flags given overriding its fields; {presets}"
-    return text.replace("%", "%%")  # argparse formats help with %
-
-
-def _changes(args: argparse.Namespace) -> dict[str, str | None]:
-    """The fault fields the command line sets: a preset's, then the flags given."""
-    changes: dict[str, str | None] = {}
-    if args.preset is not None:
-        changes.update(PRESETS[args.preset].to_json())
-    for name in FIELDS:
-        value = getattr(args, name)
-        if value is not _UNSET:
-            changes[name] = value
-    return changes
-
-
-def faults_from_args(args: argparse.Namespace) -> Faults:
-    """What `netgap fault proxy` starts with; UsageError when the values do not go together."""
-    try:
-        return Faults.from_json(_changes(args))
-    except FaultSpecError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _field(parse: Callable[[str, str], object], field: str) -> Callable[[str], str]:
-    def check(text: str) -> str:
-        try:
-            parse(text, field)
-        except FaultSpecError as exc:
-            raise argparse.ArgumentTypeError(_without_field(str(exc), field)) from None
-        return text.strip()
-
-    check.__name__ = field  # argparse names the type in some messages
-    return check
-
-
-def _rate(text: str) -> str | None:
-    if text.strip().lower() in ("none", "0"):
-        return None
-    try:
-        parse_rate_bps(text)
-    except FaultSpecError as exc:
-        raise argparse.ArgumentTypeError(_without_field(str(exc), "rate")) from None
-    return text.strip()
-
-
-def _kbit(text: str) -> str:
-    """Comcast's --target-bw: a number of kbit/s, as the rate field takes it."""
-    try:
-        kbit = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of kbit/s: {text!r}") from None
-    if not (math.isfinite(kbit) and kbit * 1000 >= 1):
-        raise argparse.ArgumentTypeError(f"must be more than 0 kbit/s, got {text}")
-    return f"{round(kbit * 1000)}bit"
-
-
-def _without_field(message: str, field: str) -> str:
-    # argparse already names the flag; "argument --rate: rate: ..." would say it twice.
-    return message.removeprefix(f"{field}: ")
-
-
 def _address(text: str) -> Address:
     try:
         return parse_address(text)
@@ -311,7 +174,8 @@ def _connect_timeout(text: str) -> float:
     try:
         seconds = parse_duration_s(text, "connect-timeout")
     except FaultSpecError as exc:
-        raise argparse.ArgumentTypeError(_without_field(str(exc), "connect-timeout")) from None
+        # argparse already names the flag
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("connect-timeout: ")) from None
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"must be more than 0, got {text.strip()}")
     return seconds
@@ -332,7 +196,7 @@ def _control_url(text: str) -> str:
 
 
 def _run_set(args: argparse.Namespace) -> int:
-    changes = _changes(args)
+    changes = fault_changes(args)
     if not changes:
         raise UsageError(
             "nothing to set", hint="give a fault, e.g. --latency 100ms, or --preset article"

@@ -51,7 +51,6 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from netgap.argtypes import (
     duration_s,
@@ -60,15 +59,10 @@ from netgap.argtypes import (
     positive_duration_s,
     positive_float,
 )
+from netgap.commands import fault_flags
+from netgap.commands.fault_flags import SHAPING, add_fault_arguments
 from netgap.errors import UsageError
-from netgap.fault.spec import (
-    PRESETS,
-    Faults,
-    FaultSpecError,
-    parse_duration_s,
-    parse_fraction,
-    parse_rate_bps,
-)
+from netgap.fault.spec import Faults
 from netgap.scenario import answers, kernel, report
 from netgap.scenario.run import (
     Interrupted,
@@ -78,9 +72,6 @@ from netgap.scenario.run import (
     run_scenario,
 )
 
-NO_PRESET = "none"
-# --bandwidth's default: `--bandwidth none` stores None, so None cannot mean "not given".
-_UNSET: Any = object()
 DEFAULT_RATE = 30.0
 
 
@@ -114,29 +105,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TIME",
         help="left out of the statistics at either edge of each phase (1s)",
     )
-    faults = parser.add_argument_group("faults (the preset's, with these fields changed)")
-    faults.add_argument(
-        "--preset",
-        choices=[*sorted(PRESETS), NO_PRESET],
-        default="article",
-        help=_preset_help(),
+    faults = add_fault_arguments(
+        parser,
+        fields=SHAPING,
+        title="faults (the preset's, with these fields changed)",
+        default_preset="article",
+        taken=("--rate",),  # requests a second here; the cap is --bandwidth
     )
-    faults.add_argument(
-        "--latency", type=_fault_field(parse_duration_s, "latency"), metavar="TIME",
-        help="added one way, each way: 500ms, 1.5s",
-    )  # fmt: skip
-    faults.add_argument(
-        "--jitter", type=_fault_field(parse_duration_s, "jitter"), metavar="TIME",
-        help="+- spread of the latency",
-    )  # fmt: skip
-    faults.add_argument(
-        "--bandwidth", type=_bandwidth, default=_UNSET, metavar="RATE",
-        help="cap per direction: 50kbit, 1mbit, 6250bps (bytes/s); none: no cap",
-    )  # fmt: skip
-    faults.add_argument(
-        "--loss", type=_fault_field(parse_fraction, "loss"), metavar="PERCENT",
-        help="chance a chunk waits for a retransmission: 1%%, 0.1%%",
-    )  # fmt: skip
     faults.add_argument(
         "--seed", type=int, metavar="N", help="the proxy's random draws repeat run after run"
     )
@@ -197,48 +172,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         where.add_argument(flag, type=port, default=default, help=f"{what} ({default})")
 
 
-def _preset_help() -> str:
-    presets = "; ".join(f"{name}: {faults.describe()}" for name, faults in PRESETS.items())
-    return f"({presets}; {NO_PRESET}: only the fields given)".replace("%", "%%")
-
-
-def _fault_field(parse: Callable[[str, str], Any], field: str) -> Callable[[str], str]:
-    """An argparse type checking one fault field; the value stays text, as the API takes it."""
-
-    def check(text: str) -> str:
-        try:
-            parse(text, field)
-        except FaultSpecError as exc:
-            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{field}: ")) from None
-        return text.strip()
-
-    check.__name__ = field
-    return check
-
-
-def _bandwidth(text: str) -> str | None:
-    if text.strip().lower() in ("none", "0"):
-        return None
-    try:
-        parse_rate_bps(text)
-    except FaultSpecError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("rate: ")) from None
-    return text.strip()
-
-
 def faults_from_args(args: argparse.Namespace) -> Faults:
-    """The preset's faults with the fields given on top; UsageError if they cannot be."""
-    fields: dict[str, Any] = {}
-    if args.preset != NO_PRESET:
-        fields.update(PRESETS[args.preset].to_json())
-    given = {"latency": args.latency, "jitter": args.jitter, "loss": args.loss}
-    fields.update({name: value for name, value in given.items() if value is not None})
-    if args.bandwidth is not _UNSET:
-        fields["rate"] = args.bandwidth
-    try:
-        faults = Faults.from_json(fields)
-    except FaultSpecError as exc:
-        raise UsageError(str(exc)) from None
+    """The preset's faults with the fields given on top; UsageError if they cannot be, or if
+    they do nothing."""
+    faults = fault_flags.faults_from_args(args)
     if not faults.active:
         raise UsageError("no faults to inject; give --preset article or e.g. --latency 500ms")
     return faults

@@ -16,7 +16,7 @@ import pytest
 
 from netgap.cli import build_parser
 from netgap.collector.server import Address, parse_address
-from netgap.commands.fault import faults_from_args
+from netgap.commands.fault_flags import fault_changes, faults_from_args
 from netgap.fault.spec import Faults
 from tests.harness import ROOT, free_port
 from tests.netgap.fault.conftest import connect, echo, ping, round_trip_s, tcp_server
@@ -99,7 +99,7 @@ def parse_faults(*argv: str) -> Faults:
     return faults_from_args(args)
 
 
-@pytest.mark.parametrize("command", [[], ["proxy"], ["set"], ["clear"]])
+@pytest.mark.parametrize("command", [[], ["proxy"], ["set"], ["clear"], ["k8s"]])
 def test_help(command: list[str]) -> None:
     result = netgap("fault", *command, "--help")
     assert result.returncode == 0
@@ -263,3 +263,97 @@ def test_a_signal_stops_it_cleanly(echo_server: Address, signum: int) -> None:
     assert code == 0, stderr
     assert time.monotonic() - started < 5
     assert stderr == ""
+
+
+# -- the fault flags `fault proxy`, `fault set`, `fault k8s` and `scenario` share
+
+FAULTS_OF = {  # how each command reads its faults, with no preset under them
+    "fault proxy": ["fault", "proxy", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1"],
+    "fault k8s": ["fault", "k8s"],
+    "scenario": ["scenario", "--preset", "none"],
+}
+RATE_FLAGS = {"fault proxy": "--rate", "fault k8s": "--rate", "scenario": "--bandwidth"}
+SAME_FAULTS = [
+    (["--latency", "100ms", "--jitter", "10ms"], Faults(latency_s=0.1, jitter_s=0.01)),
+    (["--latency", "250"], Faults(latency_s=0.25)),
+    (["--bandwidth", "1mbit"], Faults(rate_bps=1_000_000)),
+    (["--target-bw", "1000"], Faults(rate_bps=1_000_000)),
+    (["--loss", "1%"], Faults(loss=0.01)),
+    (["--packet-loss", "0.5"], Faults(loss=0.005)),
+    (["--preset", "article", "--latency", "1s"], Faults(latency_s=1, rate_bps=50_000, loss=0.01)),
+    (["--preset", "article", "--bandwidth", "none"], Faults(latency_s=0.5, loss=0.01)),
+    (["--preset", "article", "--bandwidth", "0"], Faults(latency_s=0.5, loss=0.01)),
+]
+
+
+@pytest.mark.parametrize("command", sorted(FAULTS_OF))
+@pytest.mark.parametrize(("flags", "faults"), SAME_FAULTS)
+def test_every_command_reads_the_fault_flags_alike(
+    command: str, flags: list[str], faults: Faults
+) -> None:
+    args = build_parser().parse_args([*FAULTS_OF[command], *flags])
+    assert faults_from_args(args) == faults
+    # and each command's usual spelling of the cap
+    rate = [RATE_FLAGS[command] if flag == "--bandwidth" else flag for flag in flags]
+    assert faults_from_args(build_parser().parse_args([*FAULTS_OF[command], *rate])) == faults
+
+
+def test_fault_set_sends_only_the_fields_given() -> None:
+    def changes(*flags: str) -> dict[str, str | None]:
+        return fault_changes(build_parser().parse_args(["fault", "set", *flags]))
+
+    assert changes() == {}
+    assert changes("--bandwidth", "none", "--packet-loss", "1%") == {"rate": None, "loss": "1%"}
+    assert changes("--target-bw", "50", "--reset", "1%", "--direction", "upstream") == {
+        "rate": "50000bit",
+        "reset": "1%",
+        "direction": "upstream",
+    }
+    assert changes("--preset", "article", "--latency", "1s") == {
+        **Faults(rate_bps=50_000, loss=0.01).to_json(),
+        "latency": "1s",
+    }
+
+
+def test_scenario_rate_is_requests_a_second_not_the_cap() -> None:
+    args = build_parser().parse_args(["scenario", "--rate", "5", "--bandwidth", "1mbit"])
+    assert args.rate == 5
+    assert faults_from_args(args).rate_bps == 1_000_000
+
+
+@pytest.mark.parametrize("command", [*sorted(FAULTS_OF), "fault set"])
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--latency", "5parsecs"], "argument --latency: '5parsecs' is not a duration"),
+        (["--jitter", "soon"], "argument --jitter: 'soon' is not a duration"),
+        (["--bandwidth", "fast"], "argument --bandwidth: 'fast' is not a rate"),
+        (["--target-bw", "0"], "argument --target-bw: must be more than 0 kbit/s, got 0"),
+        (["--packet-loss", "101"], "argument --packet-loss: '101' must be from 0% to 100%"),
+        (["--loss", "1%", "--packet-loss", "2%"], "not allowed with argument --loss"),
+        (["--preset", "nope"], "argument --preset: invalid choice: 'nope'"),
+    ],
+)
+def test_every_command_refuses_a_bad_fault_alike(
+    command: str, flags: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args([*command.split(), *flags])
+    assert exited.value.code == 2
+    stderr = capsys.readouterr().err
+    assert len(stderr.splitlines()) == 1, stderr
+    assert says in stderr
+
+
+@pytest.mark.parametrize("command", [*sorted(FAULTS_OF), "fault set"])
+def test_help_lists_every_fault_flag(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*command.split(), "--help"])
+    shown = capsys.readouterr().out
+    proxy_only = ["--reset", "--direction"] if command in ("fault proxy", "fault set") else []
+    rate = [] if command == "scenario" else ["--rate"]
+    for flag in ["--latency", "--jitter", *rate, "--bandwidth", "--target-bw", "--loss"]:
+        assert f"  {flag} " in shown, flag
+    for flag in ["--packet-loss", "--preset", *proxy_only]:
+        assert f"  {flag} " in shown or f"  {flag}\n" in shown, flag
+    assert ("--reset" in shown) == bool(proxy_only)

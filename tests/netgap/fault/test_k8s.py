@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from netgap.argtypes import OneLineParser
+from netgap.commands.fault_flags import faults_from_args
+from netgap.commands.fault_k8s import add_arguments, run
 from netgap.errors import UsageError
 from netgap.fault import k8s
-from netgap.fault.k8s_command import add_arguments, faults_from_args, run
 from netgap.fault.spec import PRESETS, Faults
 from netgap.fault.tc import FaultPlanError, Scope, parse_network
 
@@ -306,7 +307,7 @@ BAD_VALUES = [
     (["--loss=-1%"], "must be from 0% to 100%"),
     (["--loss", "lots"], "not a percentage"),
     (["--rate", "5furlongs"], "not a rate"),
-    (["--rate", "0"], "at least 1bit"),
+    (["--rate", "0.5bit"], "at least 1bit"),
     (["--target", "10.0.0.0/33"], "not a CIDR"),
     (["--target", "example.com"], "not a CIDR"),
     (["--target-port", "0"], "port must be from 1 to 65535"),
@@ -359,6 +360,9 @@ def test_impossible_requests_are_usage_errors(argv: list[str], message: str) -> 
 def test_preset_with_overrides() -> None:
     args = parse("--node", "w", "--preset", "article", "--loss", "0", "--rate", "none")
     assert faults_from_args(args) == Faults(latency_s=0.5)
+    # 0 is no cap, as `fault proxy` and the control API read it
+    args = parse("--node", "w", "--preset", "article", "--rate", "0")
+    assert faults_from_args(args) == Faults(latency_s=0.5, loss=0.01)
 
 
 def test_renders_the_node_pod(capsys: pytest.CaptureFixture[str]) -> None:

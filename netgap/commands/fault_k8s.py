@@ -29,7 +29,6 @@ Exit 0 when done, 1 when something failed (kubectl, tc), 2 for a bad command lin
 """
 
 import argparse
-import dataclasses
 import re
 import secrets
 import shlex
@@ -37,39 +36,22 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from netgap.argtypes import port, positive_duration_s
+from netgap.commands.fault_flags import SHAPING, add_fault_arguments, faults_from_args
 from netgap.errors import NetgapError, UsageError
 from netgap.fault import k8s, tc
-from netgap.fault.spec import (
-    PRESETS,
-    Faults,
-    FaultSpecError,
-    parse_duration_s,
-    parse_fraction,
-    parse_rate_bps,
-)
+from netgap.fault.spec import Faults
 
 FORMATS = ("pod", "commands", "chaos-mesh")
 MAX_TTL_S = 7 * 86400
-_NO_RATE = 0  # --rate none: drop a preset's cap
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    faults = parser.add_argument_group("faults (on egress; the flags given override --preset)")
-    faults.add_argument("--latency", type=_latency, metavar="TIME", help="500ms, 1.5s, or ms")
-    faults.add_argument("--jitter", type=_jitter, metavar="TIME", help="+- spread, uniform")
-    faults.add_argument(
-        "--rate", type=_rate, metavar="RATE", help="cap: 50kbit, 1mbit, 6250bps (bytes/s); none"
-    )
-    faults.add_argument("--loss", type=_loss, metavar="PERCENT", help="1%%, 0.1%%")
-    faults.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        help="; ".join(f"{name}: {f.describe()}" for name, f in PRESETS.items()).replace("%", "%%"),
+    add_fault_arguments(
+        parser, fields=SHAPING, title="faults (on egress; the flags given override --preset)"
     )
     scope = parser.add_argument_group("where")
     scope.add_argument(
@@ -153,20 +135,6 @@ def run(args: argparse.Namespace) -> int:
         "say where: --node NODE, --pod NAME or --selector KEY=VALUE",
         hint="--format commands prints the tc commands alone",
     )
-
-
-def faults_from_args(args: argparse.Namespace) -> Faults:
-    changes: dict[str, Any] = {
-        name: getattr(args, flag)
-        for flag, name in (("latency", "latency_s"), ("jitter", "jitter_s"), ("loss", "loss"))
-        if getattr(args, flag) is not None
-    }
-    if args.rate is not None:
-        changes["rate_bps"] = None if args.rate == _NO_RATE else args.rate
-    try:
-        return dataclasses.replace(PRESETS[args.preset] if args.preset else Faults(), **changes)
-    except FaultSpecError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def _checked_plan(
@@ -367,34 +335,6 @@ def _kubectl_path() -> str:
 
 
 # -- argument types: each rejects a bad value with one line naming the expected form
-
-
-def _fault_value(parse: Any, text: str, field: str) -> Any:
-    try:
-        return parse(text, field)
-    except FaultSpecError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _latency(text: str) -> float:
-    return float(_fault_value(parse_duration_s, text, "latency"))
-
-
-def _jitter(text: str) -> float:
-    return float(_fault_value(parse_duration_s, text, "jitter"))
-
-
-def _loss(text: str) -> float:
-    return float(_fault_value(parse_fraction, text, "loss"))
-
-
-def _rate(text: str) -> int:
-    if text.strip().lower() == "none":
-        return _NO_RATE
-    try:
-        return parse_rate_bps(text)
-    except FaultSpecError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _ttl(text: str) -> float:
