@@ -30,7 +30,9 @@ from netgap.aggregate import Aggregate
 from netgap.breakdown import break_down, edge_name
 from netgap.collector.store import Store, TraceQuery
 from netgap.commands.breakdown import build_report
+from netgap.lab import running
 from netgap.model import Span
+from netgap.supervisor import Child
 from netgap.trace_source import JaegerQuery
 
 REMOTE = f"{edge_name('webtier', 'apitier')} remote"
@@ -87,7 +89,7 @@ class Usage:
 class Meter:
     """Machine-wide busy CPU (/proc/stat) minus ours, over a `with` block."""
 
-    def __init__(self, procs: Sequence[stack.Proc]) -> None:
+    def __init__(self, procs: Sequence[Child]) -> None:
         self.procs = procs
         self.wall_s = 0.0  # summed over every measured interval
         self.other_s = 0.0
@@ -145,7 +147,7 @@ class Run:
         self.last: set[int] | None = {cores[-1]} if two else None
         self.wrk_on_last = cores[-1] if two else None
         self.wrk_on_first = cores[0] if two else None
-        self.procs: list[stack.Proc] = []
+        self.procs: list[Child] = []
         self.meter = Meter(self.procs)
         self.toggles = self.logs / "toggle"  # bench/toggle's windows, a file per tier process
 
@@ -211,10 +213,10 @@ class Run:
             "span sink, lab collector": "any",
         }
         self.say("starting the tiers (five stacks, the pairs, labs), the sink, the collector ...")
-        with stack.running(*first):
+        with running(*first):
             proxy, proxy_port = stack.proxy(self.logs, _port(bare), self.first)
             self.procs.append(proxy)
-            with stack.running(proxy):
+            with running(proxy):
                 direct_url, proxied_url = stack.url(_port(bare)), stack.url(proxy_port)
                 self.say("warming up ...")
                 for target, cpu in (
@@ -268,7 +270,7 @@ class Run:
         )  # fmt: skip
 
     @staticmethod
-    def _procs(*groups: stack.Tiers) -> list[stack.Proc]:
+    def _procs(*groups: stack.Tiers) -> list[Child]:
         return [p for g in groups for p in (g.api, g.web)]
 
     def _load(self, tiers: stack.Tiers, connections: int, seconds: float) -> dict[str, Any]:
@@ -609,7 +611,7 @@ class Run:
         runs = []
         mine = stack.cores()
         with (
-            stack.running(proc),
+            running(proc),
             httpx.Client(headers={"content-type": "application/x-protobuf"}, timeout=30) as client,
         ):
             if self.last:
@@ -798,7 +800,7 @@ def _switched_cost(windows: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def _port(proc: stack.Proc) -> int:
+def _port(proc: Child) -> int:
     return int(proc.env["PORT"])
 
 

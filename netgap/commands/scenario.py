@@ -70,13 +70,9 @@ from netgap.fault.spec import (
     parse_rate_bps,
 )
 from netgap.scenario import answers, kernel, report
-from netgap.scenario.run import (
-    Interrupted,
-    Phase,
-    Ports,
-    ScenarioConfig,
-    run_scenario,
-)
+from netgap.scenario.config import Phase, Ports, ScenarioConfig
+from netgap.scenario.phases import Interrupted
+from netgap.scenario.run import run_scenario
 
 NO_PRESET = "none"
 # --bandwidth's default: `--bandwidth none` stores None, so None cannot mean "not given".
