@@ -31,6 +31,7 @@ from bench import stack
 from bench.report import Figure, table
 from netgap.collector.store import Store
 from netgap.commands.breakdown import build_report
+from netgap.lab import running
 from netgap.trace_source import JaegerQuery
 
 TARGET = 3_000  # traces/s, issue 18
@@ -201,7 +202,7 @@ def measure(logs: Path, *, traces: int = TRACES, rounds: int = 3,
     bodies = request_bodies(traces, start_ns, random.Random(18))  # noqa: S311
     db = logs / "breakdown-api.db"
     proc, otlp = stack.collector("breakdown-api-collector", logs, db)
-    with stack.running(proc):
+    with running(proc):
         with httpx.Client(headers={"content-type": "application/x-protobuf"}, timeout=60) as c:
             for body in bodies:
                 c.post(otlp + "/v1/traces", content=body).raise_for_status()

@@ -10,6 +10,7 @@ import httpx
 from bench import stack
 from bench.report import Figure
 from bench.run import Run
+from netgap.lab import running
 
 
 def ingest(run: Run) -> None:
@@ -27,7 +28,7 @@ def ingest(run: Run) -> None:
     runs = []
     mine = stack.cores()
     with (
-        stack.running(proc),
+        running(proc),
         httpx.Client(headers={"content-type": "application/x-protobuf"}, timeout=30) as client,
     ):
         if run.last:

@@ -14,6 +14,8 @@ from bench.breakdown_speed import breakdown_from_store, breakdown_over_http
 from bench.http import wrk
 from bench.ingest import ingest
 from bench.run import Run
+from netgap.lab import running
+from netgap.supervisor import Child
 
 # head sampling at 10%, as a user gets tracing nearly free with standard parts
 SAMPLED_10 = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
@@ -32,9 +34,9 @@ class LineUp:
     twin_b: stack.Tiers
     lab: stack.Tiers
     lab_lean: stack.Tiers
-    bare: stack.Proc
+    bare: Child
 
-    def procs(self) -> list[stack.Proc]:
+    def procs(self) -> list[Child]:
         groups = (*self.stacks.values(), self.metered, self.unmetered, self.toggled)
         groups += (self.twin_a, self.twin_b, self.lab, self.lab_lean)
         return [*(p for g in groups for p in (g.api, g.web)), self.bare]
@@ -55,10 +57,10 @@ def measure(run: Run) -> None:
     run.procs.extend(first)
     run.placement = _placement(run)
     run.say("starting the tiers (five stacks, the pairs, labs), the sink, the collector ...")
-    with stack.running(*first):
+    with running(*first):
         proxy, proxy_port = stack.proxy(run.logs, _port(line_up.bare), run.first)
         run.procs.append(proxy)
-        with stack.running(proxy):
+        with running(proxy):
             _through_the_stacks(run, line_up, stack.query_url(lab_collector), proxy_port)
         run.notes.extend(_span_drops(line_up.stacks["standard"], line_up.lab))
     _without_the_stacks(run)
@@ -160,7 +162,7 @@ def _without_the_stacks(run: Run) -> None:
     tracing.lean_pieces(run)
 
 
-def _port(proc: stack.Proc) -> int:
+def _port(proc: Child) -> int:
     return int(proc.env["PORT"])
 
 

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from bench import stack
+from netgap.supervisor import Child
 
 
 @dataclass
@@ -19,7 +20,7 @@ class Usage:
 class Meter:
     """Machine-wide busy CPU (/proc/stat) minus ours, over a `with` block."""
 
-    def __init__(self, procs: Sequence[stack.Proc]) -> None:
+    def __init__(self, procs: Sequence[Child]) -> None:
         self.procs = procs
         self.wall_s = 0.0  # summed over every measured interval
         self.other_s = 0.0

@@ -17,6 +17,7 @@ from bench import stack
 from bench.http import WrkResult, wrk
 from bench.meter import Meter
 from bench.report import Figure
+from netgap.supervisor import Child
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Run:
         self.last: set[int] | None = {cores[-1]} if two else None
         self.wrk_on_last = cores[-1] if two else None
         self.wrk_on_first = cores[0] if two else None
-        self.procs: list[stack.Proc] = []
+        self.procs: list[Child] = []
         self.meter = Meter(self.procs)
         self.toggles = self.logs / "toggle"  # bench/toggle's windows, a file per tier process
 

@@ -48,7 +48,10 @@ from netgap.argtypes import (
     positive_float,
 )
 from netgap.collector.store import Store
+from netgap.errors import NetgapError
+from netgap.lab import running
 from netgap.loadgen import DROPPED, LoadConfig, LoadGenerator, LoadResult
+from netgap.supervisor import Child
 
 SPANS_PER_REQUEST = 5  # webtier SERVER + CLIENT, apitier SERVER + api-handler + fast-query
 TABLE_ROWS = 12  # the printed table thins the samples to about this many rows
@@ -182,16 +185,14 @@ def sample_times(warmup_s: float, duration_s: float, every_s: float) -> list[flo
     return [*warm, *soak, warmup_s + duration_s]
 
 
-def alive(procs: dict[str, stack.Proc]) -> None:
+def alive(procs: dict[str, Child]) -> None:
     for proc in procs.values():
         code = None if proc.proc is None else proc.proc.poll()
         if code is not None:
             raise SoakError(f"{proc.name} exited with {code}; see {proc.log}")
 
 
-def sample_now(
-    t_s: float, phase: str, generator: LoadGenerator, tiers: dict[str, stack.Proc]
-) -> Sample:
+def sample_now(t_s: float, phase: str, generator: LoadGenerator, tiers: dict[str, Child]) -> Sample:
     alive(tiers)
     progress = generator.progress()
     return Sample(
@@ -206,7 +207,7 @@ def sample_now(
 
 
 async def load_and_samples(
-    config: LoadConfig, args: argparse.Namespace, tiers: dict[str, stack.Proc], say: Say
+    config: LoadConfig, args: argparse.Namespace, tiers: dict[str, Child], say: Say
 ) -> tuple[LoadResult, list[Sample]]:
     """The load to its end, with a sample at each of sample_times() taken from the same loop
     (a few /proc reads: well under a millisecond, nothing the schedule notices)."""
@@ -491,7 +492,7 @@ def soak(args: argparse.Namespace, logs: Path, say: Say) -> int:
         timeout_s=REQUEST_TIMEOUT_S,
     )
     say(f"starting the collector and both tiers (logs in {logs}) ...")
-    with stack.running(collector, lab.api, lab.web):
+    with running(collector, lab.api, lab.web):
         say(
             f"{args.rate:g} req/s to {lab.url}: {args.warmup:g} s warm-up, {args.duration:g} s "
             "soak ..."
@@ -550,8 +551,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return soak(args, logs, say)
-    except (SoakError, RuntimeError) as exc:  # a process died or never became healthy
-        print(f"python -m bench.soak: {exc}", file=sys.stderr)
+    except (SoakError, RuntimeError, NetgapError) as exc:  # a process died or never started
+        hint = f"; {exc.hint}" if isinstance(exc, NetgapError) and exc.hint else ""
+        print(f"python -m bench.soak: {exc}{hint}", file=sys.stderr)
         args.keep_logs = True  # the message points into them
         return 1
     finally:

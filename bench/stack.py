@@ -1,50 +1,22 @@
-"""The processes a bench run starts (tiers, collector, proxy, a span sink), pinned to cores,
-and what /proc says about them: CPU seconds and resident memory."""
+"""The processes a bench run starts (tiers, collector, proxy, a span sink), pinned to cores:
+netgap.lab's children (netgap.supervisor.Child, which also reads their CPU seconds and
+resident memory from /proc), on fresh ports, each logging to <logs>/<name>.log; and what
+/proc says about the machine."""
 
-import ctypes
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from netgap import lab
+from netgap.supervisor import Child, Launch, free_port
 
-HOST = "127.0.0.1"
-START_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 15.0
+HOST = lab.HOST
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
-_PR_SET_PDEATHSIG = 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def cores() -> list[int]:
     return sorted(os.sched_getaffinity(0))
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process, all its threads (fields 14 and 15 of /proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
-
-
-def rss_mb(pid: int) -> float:
-    """VmRSS in MB (10^6 bytes)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024 / 1e6
-    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 def machine_busy_s() -> float:
@@ -54,96 +26,13 @@ def machine_busy_s() -> float:
     return (sum(fields[:8]) - idle) / CLOCK_TICK
 
 
-@dataclass
-class Proc:
-    """One child process: `python -m <args>` with `env` added, pinned to `cpus` (None: any)."""
-
-    name: str
-    args: list[str]
-    env: Mapping[str, str]
-    health_url: str
-    logs: Path
-    cpus: set[int] | None = None
-    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def pid(self) -> int:
-        if self.proc is None:
-            raise RuntimeError(f"{self.name} was not started")
-        return self.proc.pid
-
-    @property
-    def log(self) -> Path:
-        return self.logs / f"{self.name}.log"
-
-    def start(self) -> None:
-        cpus = self.cpus
-
-        def before_exec() -> None:
-            if cpus:  # threads started later inherit it
-                os.sched_setaffinity(0, cpus)
-            # Killed outright, we still take the child with us (Linux).
-            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-        self.logs.mkdir(parents=True, exist_ok=True)
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(  # noqa: S603 (our own modules, an argv, no shell)
-                [sys.executable, "-m", *self.args],
-                env={**os.environ, **self.env},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=before_exec,
-            )
-
-    def wait_healthy(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc is None:
-                raise RuntimeError(f"{self.name} was not started")
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                raise RuntimeError(f"{self.name} exited with {code}; see {self.log}")
-            with suppress(httpx.TransportError):
-                if httpx.get(self.health_url, timeout=1).status_code < 500:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not healthy after {START_TIMEOUT_S:g} s; see {self.log}")
-
-    def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def cpu_s(self) -> float:
-        return cpu_seconds(self.pid)
-
-    def rss_mb(self) -> float:
-        return rss_mb(self.pid)
-
-
-@contextmanager
-def running(*procs: Proc) -> Iterator[None]:
-    """Starts them all at once, waits until each is healthy; stops them in reverse order."""
-    with ExitStack() as stack:
-        for proc in procs:
-            stack.callback(proc.stop)
-            proc.start()
-        for proc in procs:
-            proc.wait_healthy()
-        yield
-
-
 def url(port: int, path: str = "/") -> str:
-    return f"http://{HOST}:{port}{path}"
+    return lab.url(HOST, port, path)
+
+
+def _files(logs: Path, name: str) -> lab.Files:
+    """stdout and stderr both in <logs>/<name>.log."""
+    return lab.Logs(logs, ".log", ".log").files(name)
 
 
 @dataclass
@@ -151,8 +40,8 @@ class Tiers:
     """A web tier and its API tier."""
 
     label: str
-    web: Proc
-    api: Proc
+    web: Child
+    api: Child
 
     @property
     def url(self) -> str:
@@ -174,62 +63,72 @@ def tiers(
 ) -> Tiers:
     """OTEL_* in `otel` (e.g. OTEL_SDK_DISABLED=true, or the endpoint) for both tiers;
     `modules`, the web and API tiers' (bench.stock's for the anchor)."""
-    web_port, api_port = free_port(), free_port()
-    api = Proc(
-        f"{label}-apitier",
+    web_port, api_port = free_port(HOST), free_port(HOST)
+    api_name, web_name = f"{label}-apitier", f"{label}-webtier"
+    api = lab.tier(
+        api_name,
         [modules[1]],
-        {**otel, "HOST": HOST, "PORT": str(api_port), "QUERY_DELAY_MS": f"{query_delay_ms:g}"},
-        url(api_port, "/healthz"),
-        logs,
-        api_cpus,
+        HOST,
+        api_port,
+        {**otel, "QUERY_DELAY_MS": f"{query_delay_ms:g}"},
+        _files(logs, api_name),
+        Launch(cpus=api_cpus),
     )
-    web = Proc(
-        f"{label}-webtier",
+    web = lab.tier(
+        web_name,
         [modules[0]],
-        {**otel, "HOST": HOST, "PORT": str(web_port), "API_URL": url(api_port)},
-        url(web_port, "/healthz"),
-        logs,
-        web_cpus,
+        HOST,
+        web_port,
+        {**otel, "API_URL": url(api_port)},
+        _files(logs, web_name),
+        Launch(cpus=web_cpus),
     )
     return Tiers(label, web, api)
 
 
-def collector(name: str, logs: Path, db: Path, cpus: set[int] | None = None) -> tuple[Proc, str]:
-    """`netgap collect` (OTLP/HTTP only) on fresh ports; the process and its OTLP endpoint."""
-    otlp, query = free_port(), free_port()
-    proc = Proc(
-        name,
-        ["netgap", "collect", "--otlp-http", f"{HOST}:{otlp}", "--otlp-grpc", "off",
-         "--query", f"{HOST}:{query}", "--db", str(db), "--max-spans", "0"],
-        {},
-        url(query, "/api/v3/services"),
-        logs,
-        cpus,
-    )  # fmt: skip
+def collector(name: str, logs: Path, db: Path, cpus: set[int] | None = None) -> tuple[Child, str]:
+    """`netgap collect` (OTLP/HTTP only, no span limit) on fresh ports; the process and its
+    OTLP endpoint."""
+    otlp, query = free_port(HOST), free_port(HOST)
+    proc = lab.collector(
+        f"{HOST}:{otlp}",
+        f"{HOST}:{query}",
+        db,
+        _files(logs, name),
+        name=name,
+        max_spans=0,
+        launch=Launch(cpus=cpus),
+    )
     return proc, url(otlp, "")
 
 
-def query_url(collector_proc: Proc) -> str:
+def query_url(collector_proc: Child) -> str:
     return collector_proc.health_url.removesuffix("/api/v3/services")
 
 
-def sink(logs: Path, cpus: set[int] | None = None) -> tuple[Proc, str]:
+def sink(logs: Path, cpus: set[int] | None = None) -> tuple[Child, str]:
     """bench.sink: answers every OTLP export at once and keeps nothing; its endpoint."""
-    port = free_port()
-    proc = Proc("sink", ["bench.sink", str(port)], {}, url(port, "/healthz"), logs, cpus)
+    port = free_port(HOST)
+    proc = Child(
+        "sink",
+        ["bench.sink", str(port)],
+        {},
+        url(port, "/healthz"),
+        *_files(logs, "sink"),
+        Launch(cpus=cpus),
+    )
     return proc, url(port, "")
 
 
-def proxy(logs: Path, upstream_port: int, cpus: set[int] | None) -> tuple[Proc, int]:
+def proxy(logs: Path, upstream_port: int, cpus: set[int] | None) -> tuple[Child, int]:
     """`netgap fault proxy` with no faults in front of `upstream_port`; it and its port."""
-    listen, control = free_port(), free_port()
-    proc = Proc(
-        "proxy",
-        ["netgap", "fault", "proxy", "--listen", f"{HOST}:{listen}",
-         "--upstream", f"{HOST}:{upstream_port}", "--control", f"{HOST}:{control}"],
-        {},
-        url(control, "/faults"),
-        logs,
-        cpus,
-    )  # fmt: skip
+    listen, control = free_port(HOST), free_port(HOST)
+    proc = lab.fault_proxy(
+        f"{HOST}:{listen}",
+        f"{HOST}:{upstream_port}",
+        f"{HOST}:{control}",
+        _files(logs, "proxy"),
+        name="proxy",
+        launch=Launch(cpus=cpus),
+    )
     return proc, listen

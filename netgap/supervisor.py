@@ -1,4 +1,11 @@
-"""Child processes the toolkit starts, watches and stops (the tiers, in the demo)."""
+"""One child process, started, watched and stopped: the collector, a tier, the fault proxy or a
+bench helper, as `python -m <module>` (netgap.lab lines them up).
+
+A Child writes its output to files, is ready when its health URL answers 200, stops with
+SIGTERM (then SIGKILL), dies with its parent, may be pinned to cores, and says what /proc
+knows of it: CPU seconds and resident memory. Also the ports it listens on (free ones, or a
+check that one is free) and `pin_apart`, the cores of the API tier and its callers.
+"""
 
 import ctypes
 import os
@@ -7,14 +14,31 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import httpx
 
 from netgap.errors import NetgapError, UsageError
+
+PR_SET_PDEATHSIG = 1
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+TAIL_LINES = 20  # of its log, on a child that failed to start
+HEALTH_POLL_S = 0.05
+
+
+# -- ports
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the kernel's pick)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def check_port_free(host: str, port: int, flag: str) -> None:
@@ -29,56 +53,115 @@ def check_port_free(host: str, port: int, flag: str) -> None:
             ) from None
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: if we are killed outright (SIGKILL), the kernel sends the
-    child SIGTERM, so no tier or collector is left holding its port (Linux only)."""
-    if sys.platform == "linux":
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+# -- what /proc says
 
 
-PR_SET_PDEATHSIG = 1
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process, all its threads (fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+
+
+def rss_mb(pid: int) -> float:
+    """VmRSS in MB (10^6 bytes)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+# -- the child
+
+
+class ChildFailed(NetgapError):
+    """A child exited or never answered while starting; the hint names its log, and a note on
+    the exception (shown in a traceback) holds the log's last lines."""
+
+    def __init__(self, message: str, log: Path) -> None:
+        super().__init__(message, hint=f"see {log}")
+        self.log = log
+        self.add_note(f"last lines of {log}:\n{log_tail(log)}")
+
+
+def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How a child is started, beyond its command and environment."""
+
+    cpus: set[int] | None = None  # pinned before exec (threads started later inherit it)
+    launcher: tuple[str, ...] = ()  # what runs `python -m`, e.g. opentelemetry-instrument
+    inherit_env: bool = True  # env added to ours; False: env is the child's whole environment
+    cwd: Path | None = None
+    append: bool = False  # to its log files, as a restarted child on the same files does
 
 
 @dataclass
 class Child:
+    """`python -m <args>` with `env`, ready when `health_url` answers 200. Its stdout and stderr
+    go to files (the same path: one file for both); `log` is the one to read when it fails."""
+
     name: str
     args: list[str]  # after `python -m`
     env: Mapping[str, str]
     health_url: str
     stdout: Path
     stderr: Path
+    launch: Launch = field(default_factory=Launch)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    killed: bool = False  # the last stop needed SIGKILL
+
+    @property
+    def log(self) -> Path:
+        return self.stderr
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise RuntimeError(f"{self.name} was not started")
+        return self.proc.pid
 
     def start(self) -> None:
-        with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
-            self.proc = subprocess.Popen(  # noqa: S603 (our own modules, an argv, no shell)
-                [sys.executable, "-m", *self.args],
-                env={**os.environ, **self.env},
-                stdout=out,
-                stderr=err,
-                stdin=subprocess.DEVNULL,
-                # Ctrl-C in the terminal reaches us only; we stop the children in order.
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
+        mode = "ab" if self.launch.append else "wb"
+        self.killed = False
+        self.stdout.parent.mkdir(parents=True, exist_ok=True)
+        with self.stdout.open(mode) as out:
+            if self.stderr == self.stdout:
+                self._spawn(out, subprocess.STDOUT)
+                return
+            with self.stderr.open(mode) as err:
+                self._spawn(out, err)
+
+    def _spawn(self, out: IO[bytes], err: IO[bytes] | int) -> None:
+        launch = self.launch
+        env = {**os.environ, **self.env} if launch.inherit_env else dict(self.env)
+        self.proc = subprocess.Popen(  # noqa: S603 (our own modules, an argv, no shell)
+            [*launch.launcher, sys.executable, "-m", *self.args],
+            env=env,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            cwd=launch.cwd,
+            # Ctrl-C in the terminal reaches us only; we stop the children in order.
+            start_new_session=True,
+            preexec_fn=_before_exec(launch.cpus),
+        )
 
     def wait_healthy(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.exited():
-                raise NetgapError(
-                    f"{self.name} exited with {self.returncode()} while starting",
-                    hint=f"see {self.stderr}",
-                )
-            try:
-                if httpx.get(self.health_url, timeout=1).status_code == 200:
+                message = f"{self.name} exited with {self.returncode()} while starting"
+                raise ChildFailed(message, self.log)
+            with suppress(httpx.TransportError):
+                if httpx.get(self.health_url, timeout=1, trust_env=False).status_code == 200:
                     return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise NetgapError(
-            f"{self.name} not healthy after {timeout_s:g} s", hint=f"see {self.stderr}"
-        )
+            time.sleep(HEALTH_POLL_S)
+        raise ChildFailed(f"{self.name} not healthy after {timeout_s:g} s", self.log)
 
     def exited(self) -> bool:
         return self.proc is not None and self.proc.poll() is not None
@@ -86,8 +169,14 @@ class Child:
     def returncode(self) -> int | None:
         return None if self.proc is None else self.proc.returncode
 
+    def signal(self, signum: int) -> None:
+        if self.proc is None:
+            raise RuntimeError(f"{self.name} was not started")
+        self.proc.send_signal(signum)
+
     def stop(self, timeout_s: float) -> int | None:
-        """SIGTERM (a graceful stop), then SIGKILL after `timeout_s`; the exit code."""
+        """SIGTERM (a graceful stop), then SIGKILL after `timeout_s`; the exit code (None: it
+        was never started)."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -97,10 +186,32 @@ class Child:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                self.killed = True
         return self.proc.returncode
 
+    def cpu_s(self) -> float:
+        return cpu_seconds(self.pid)
 
-def pin_apart(api: Child, client_side: list[Child]) -> dict[str, list[int]] | None:
+    def rss_mb(self) -> float:
+        return rss_mb(self.pid)
+
+
+def _before_exec(cpus: set[int] | None) -> Callable[[], None]:
+    def before_exec() -> None:
+        """In the child, before exec: on its cores, and if we are killed outright (SIGKILL) the
+        kernel sends it SIGTERM, so no tier or collector is left holding its port (Linux)."""
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        if sys.platform == "linux":
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return before_exec
+
+
+# -- cores
+
+
+def pin_apart(api: Child, client_side: Sequence[Child]) -> dict[str, list[int]] | None:
     """The API tier on a core of its own, the processes that call it on another.
 
     In the story the tiers run on separate nodes. On one machine the scheduler moves the
@@ -123,9 +234,7 @@ def pin_apart(api: Child, client_side: list[Child]) -> dict[str, list[int]] | No
 
 def _set_affinity(child: Child, cores: set[int]) -> None:
     """Every thread of the child, those started already included."""
-    if child.proc is None:
-        raise RuntimeError(f"{child.name} was not started")
     with suppress(OSError):  # a thread that ended meanwhile
-        for tid in os.listdir(f"/proc/{child.proc.pid}/task"):
+        for tid in os.listdir(f"/proc/{child.pid}/task"):
             with suppress(OSError):
                 os.sched_setaffinity(int(tid), cores)

@@ -4,10 +4,7 @@ import gzip
 import http.server
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,14 +23,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from netgap.lab import Logs, tier
+from netgap.supervisor import ChildFailed, Launch
+from netgap.supervisor import free_port as free_port  # the tests' port picker too
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVER, CLIENT, INTERNAL = 2, 3, 1  # OTLP span kinds
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -195,7 +190,8 @@ def tier_env(receiver: OtlpReceiver | None, **overrides: str) -> dict[str, str]:
 
 
 class Tier:
-    """A tier as a user runs it: `python -m <module>`, logs to files, stopped with SIGTERM."""
+    """A tier as a user runs it: `python -m <module>`, logs to files, stopped with SIGTERM (a
+    netgap.lab tier, started with only the environment given, its failures as assertions)."""
 
     def __init__(
         self,
@@ -205,50 +201,38 @@ class Tier:
         launcher: Sequence[str] = (),
     ) -> None:
         self.module = module
-        # what runs `python -m <module>`, e.g. opentelemetry-instrument (zero-code)
-        self.launcher = tuple(launcher)
         self.port = int(env["PORT"])
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = dict(env)
-        self.stdout = logdir / f"{module}-{self.port}.out"
-        self.stderr = logdir / f"{module}-{self.port}.err"
-        self.proc: subprocess.Popen[bytes] | None = None
+        # what runs `python -m <module>`, e.g. opentelemetry-instrument (zero-code)
+        launch = Launch(launcher=tuple(launcher), inherit_env=False, cwd=ROOT, append=True)
+        files = Logs(logdir, ".out", ".err").files(f"{module}-{self.port}")
+        self.child = tier(module, [module], "127.0.0.1", self.port, env, files, launch)
+
+    @property
+    def proc(self) -> "subprocess.Popen[bytes] | None":
+        return self.child.proc
+
+    @property
+    def stderr(self) -> Path:
+        return self.child.stderr
 
     def start(self, timeout_s: float = 20.0) -> "Tier":
-        with self.stdout.open("ab") as out, self.stderr.open("ab") as err:
-            self.proc = subprocess.Popen(
-                [*self.launcher, sys.executable, "-m", self.module],
-                env=self.env,
-                stdout=out,
-                stderr=err,
-                cwd=ROOT,
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.module} exited {self.proc.returncode}:\n{self.logs()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise AssertionError(f"{self.module} did not become healthy:\n{self.logs()}")
+        self.child.start()
+        try:
+            self.child.wait_healthy(timeout_s)
+        except ChildFailed as exc:
+            raise AssertionError(f"{exc}:\n{self.logs()}") from None
+        return self
 
     def signal(self, signum: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signum)
+        self.child.signal(signum)
 
     def stop(self, timeout_s: float = 20.0) -> int:
         """SIGTERM and wait; the exit code."""
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"{self.module} did not stop in {timeout_s} s") from None
+        code = self.child.stop(timeout_s)
+        if self.child.killed:
+            raise AssertionError(f"{self.module} did not stop in {timeout_s} s")
+        return 0 if code is None else code
 
     def logs(self) -> str:
         return self.stderr.read_text(errors="replace") if self.stderr.exists() else ""

@@ -12,6 +12,7 @@ import asyncio
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -20,13 +21,12 @@ import httpx
 from netgap.argtypes import non_negative_float, port
 from netgap.commands.breakdown import build_report
 from netgap.errors import NetgapError
+from netgap.lab import LineUp, Logs, collector, export_env, tier, url
 from netgap.loadgen import LoadConfig, run_load
 from netgap.report import plot, table
-from netgap.supervisor import Child, check_port_free, pin_apart
+from netgap.supervisor import check_port_free
 from netgap.trace_source import JaegerQuery
 
-START_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 15.0
 FLUSH_WAIT_S = 1.5  # the tiers' span batches go out every 0.5 s in the demo
 
 
@@ -72,53 +72,71 @@ def run(args: argparse.Namespace) -> int:
         ("--web-port", args.web_port),
     ):
         check_port_free(args.host, value, flag)
-    logs: Path = args.logs
-    logs.mkdir(parents=True, exist_ok=True)
-    base = f"http://{args.host}"
-    query_url = f"{base}:{args.query_port}"
-    api_url = f"{base}:{args.api_port}/"
-    web_url = f"{base}:{args.web_port}/"
-    tier_env = {
-        "HOST": args.host,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"{base}:{args.otlp_port}",
-        "OTEL_BSP_SCHEDULE_DELAY": "500",
-    }
-    collector = Child(
-        "collector",
-        [
-            "netgap",
-            "collect",
-            "--otlp-http",
-            f"{args.host}:{args.otlp_port}",
-            "--otlp-grpc",
-            "off",
-            "--query",
-            f"{args.host}:{args.query_port}",
-            "--db",
-            str(logs / "traces.db"),
-        ],
-        {},
-        f"{query_url}/api/v3/services",
-        logs / "collector.out",
-        logs / "collector.log",
+    args.logs.mkdir(parents=True, exist_ok=True)
+    urls = Urls.of(args)
+    lineup = _lineup(args, urls)
+    stop = _stop_on_signals()
+    try:
+        lineup.start(*lineup.children)
+        if args.pin:
+            lineup.pin()
+        print(f"netgap demo: {lineup.names()} are up (logs in {args.logs}/)", flush=True)
+        _story(args, urls, stop)
+        if not args.exit_after_report:
+            print("Ctrl-C stops everything.", flush=True)
+            _wait_for_ctrl_c(lineup, stop)
+    finally:
+        codes = list(lineup.stop().values())
+    print(f"netgap demo: stopped (exit codes {codes})")
+    return 0 if all(code == 0 for code in codes) else 1
+
+
+@dataclass(frozen=True)
+class Urls:
+    query: str  # the collector's query API and trace pages
+    api: str
+    web: str
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> "Urls":
+        return cls(
+            query=url(args.host, args.query_port, ""),
+            api=url(args.host, args.api_port),
+            web=url(args.host, args.web_port),
+        )
+
+
+def _lineup(args: argparse.Namespace, urls: Urls) -> LineUp:
+    host, logs = args.host, Logs(args.logs)
+    tier_env = export_env(url(host, args.otlp_port, ""))
+    return LineUp(
+        collector=collector(
+            f"{host}:{args.otlp_port}",
+            f"{host}:{args.query_port}",
+            args.logs / "traces.db",
+            logs.files("collector"),
+        ),
+        api=tier(
+            "API tier",
+            ["apitier"],
+            host,
+            args.api_port,
+            {**tier_env, "QUERY_DELAY_MS": str(args.query_delay_ms)},
+            logs.files("apitier"),
+        ),
+        web=tier(
+            "web tier",
+            ["webtier"],
+            host,
+            args.web_port,
+            {**tier_env, "API_URL": urls.api, "JAEGER_UI_URL": urls.query},
+            logs.files("webtier"),
+        ),
     )
-    api = Child(
-        "API tier",
-        ["apitier"],
-        {**tier_env, "PORT": str(args.api_port), "QUERY_DELAY_MS": str(args.query_delay_ms)},
-        f"{api_url}healthz",
-        logs / "apitier.out",
-        logs / "apitier.log",
-    )
-    web = Child(
-        "web tier",
-        ["webtier"],
-        {**tier_env, "PORT": str(args.web_port), "API_URL": api_url, "JAEGER_UI_URL": query_url},
-        f"{web_url}healthz",
-        logs / "webtier.out",
-        logs / "webtier.log",
-    )
-    children = [collector, api, web]
+
+
+def _stop_on_signals() -> threading.Event:
+    """Set by Ctrl-C or SIGTERM: the demo then stops everything in order."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -126,40 +144,36 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    try:
-        for child in children:
-            child.start()
-            child.wait_healthy(START_TIMEOUT_S)
-        if args.pin:
-            pin_apart(api, [web])
-        print(f"netgap demo: collector, API tier and web tier are up (logs in {logs}/)", flush=True)
-        first_trace = _first_request(web_url)
-        started_ns = time.time_ns()
-        _traffic(args, web_url, stop)
-        if not stop.is_set():
-            stop.wait(FLUSH_WAIT_S)
-            _report(args, query_url, started_ns - 1_000_000_000)
-            print(
-                f"\n  web page      {web_url}\n"
-                f"  trace page    {query_url}/trace/{first_trace}\n"
-                f"  recent traces {query_url}/\n"
-                f"  query API     {query_url}/api/v3/services (Jaeger's api_v3)\n"
-                f"  breakdown     netgap breakdown --since 5m\n",
-                flush=True,
+    return stop
+
+
+def _story(args: argparse.Namespace, urls: Urls, stop: threading.Event) -> None:
+    """A first request, the traffic, and (unless stopped meanwhile) the breakdown and where
+    to look."""
+    first_trace = _first_request(urls.web)
+    started_ns = time.time_ns()
+    _traffic(args, urls.web, stop)
+    if stop.is_set():
+        return
+    stop.wait(FLUSH_WAIT_S)
+    _report(args, urls.query, started_ns - 1_000_000_000)
+    print(
+        f"\n  web page      {urls.web}\n"
+        f"  trace page    {urls.query}/trace/{first_trace}\n"
+        f"  recent traces {urls.query}/\n"
+        f"  query API     {urls.query}/api/v3/services (Jaeger's api_v3)\n"
+        f"  breakdown     netgap breakdown --since 5m\n",
+        flush=True,
+    )
+
+
+def _wait_for_ctrl_c(lineup: LineUp, stop: threading.Event) -> None:
+    while not stop.wait(0.2):
+        child = lineup.exited()
+        if child is not None:
+            raise NetgapError(
+                f"{child.name} exited with {child.returncode()}", hint=f"see {child.log}"
             )
-        if not args.exit_after_report:
-            print("Ctrl-C stops everything.", flush=True)
-            while not stop.wait(0.2):
-                for child in children:
-                    if child.exited():
-                        raise NetgapError(
-                            f"{child.name} exited with {child.returncode()}",
-                            hint=f"see {child.stderr}",
-                        )
-    finally:
-        codes = [child.stop(STOP_TIMEOUT_S) for child in reversed(children)]
-    print(f"netgap demo: stopped (exit codes {codes})")
-    return 0 if all(code == 0 for code in codes) else 1
 
 
 def _first_request(web_url: str) -> str:

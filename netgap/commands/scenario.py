@@ -64,13 +64,9 @@ from netgap.commands.fault_flags import SHAPING, add_fault_arguments
 from netgap.errors import UsageError
 from netgap.fault.spec import Faults
 from netgap.scenario import answers, kernel, report
-from netgap.scenario.run import (
-    Interrupted,
-    Phase,
-    Ports,
-    ScenarioConfig,
-    run_scenario,
-)
+from netgap.scenario.config import Phase, Ports, ScenarioConfig
+from netgap.scenario.phases import Interrupted
+from netgap.scenario.run import run_scenario
 
 DEFAULT_RATE = 30.0
 
