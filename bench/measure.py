@@ -27,9 +27,9 @@ from bench import breakdown_api, leancost, stack, tcpcost
 from bench.http import WrkResult, wrk
 from bench.report import Figure
 from netgap.aggregate import Aggregate
+from netgap.analysis import build_report
 from netgap.breakdown import break_down, edge_name
 from netgap.collector.store import Store, TraceQuery
-from netgap.commands.breakdown import build_report
 from netgap.model import Span
 from netgap.trace_source import JaegerQuery
 

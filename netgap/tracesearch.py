@@ -13,7 +13,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from netgap.breakdown import Chain, TraceBreakdown
+from netgap.breakdown import TraceBreakdown
+from netgap.collector.chains import Chain
 from netgap.collector.store import Listings, TraceSummary
 from netgap.timeparse import TimeFormatError, parse_go_duration_ns
 

@@ -41,18 +41,12 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
-from netgap.breakdown import (
-    Chain,
-    LeanSpan,
-    TraceBreakdown,
-    break_down,
-    break_down_chain,
-    call_facts,
-)
-from netgap.collector.otlp_proto import attributes, span_to_pb
+from netgap.breakdown import TraceBreakdown, break_down
+from netgap.collector.chains import Chain, LeanSpan, break_down_chain, call_facts
 from netgap.errors import NetgapError
 from netgap.model import CLIENT, KIND_NAMES, SERVER, Event, Span
 from netgap.otlp_json import Shared, json_attributes, json_key_values, json_scope
+from netgap.otlp_proto import attributes, span_to_pb
 
 SCHEMA_VERSION = 3  # 2: spans.facts; 3: chains
 APPLICATION_ID = 0x6E676170  # "ngap": marks the file as ours
@@ -611,6 +605,25 @@ class Store:
             document.resources.setdefault(key, resource)
             known = document.scopes[scope_id] = (key, (scope_name, scope_version))
         return known
+
+    @property
+    def location(self) -> str:
+        """The store as a report names it: its file."""
+        return str(self.path)
+
+    def breakdowns(
+        self, service: str, start_ns: int, end_ns: int, *, limit: int | None = None
+    ) -> Iterator[TraceBreakdown | Chain]:
+        """find_breakdowns, the earliest-starting first, of the traces with a span of
+        `service` starting in [start_ns, end_ns) (`limit`: at most that many): what
+        netgap.analysis asks of a trace source."""
+        query = TraceQuery(
+            start_min_ns=start_ns,
+            start_max_ns=end_ns,
+            service=service,
+            limit=_NO_LIMIT if limit is None else limit,
+        )
+        return self.find_breakdowns(query, oldest_first=True)
 
     def find_breakdowns(
         self, query: TraceQuery, *, oldest_first: bool = False

@@ -22,7 +22,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from netgap import aio
-from netgap.collector.server import Address, parse_address
+from netgap.address import Address, parse_address
 from netgap.errors import UsageError
 from netgap.fault import k8s_command
 from netgap.fault.control import (

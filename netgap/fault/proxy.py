@@ -49,7 +49,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal, cast
 
-from netgap.collector.server import Address
+from netgap.address import Address
 from netgap.fault.spec import Faults
 
 log = logging.getLogger("netgap.fault.proxy")

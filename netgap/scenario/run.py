@@ -30,8 +30,8 @@ from typing import Any
 import httpx
 
 from netgap import aio, promtext
+from netgap.analysis import build_report
 from netgap.breakdown import edge_name
-from netgap.commands.breakdown import build_report
 from netgap.errors import NetgapError
 from netgap.fault.control import FAULTS_PATH
 from netgap.fault.spec import Faults

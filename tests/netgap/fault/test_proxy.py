@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 import uvloop
 
-from netgap.collector.server import Address
+from netgap.address import Address
 from netgap.fault.proxy import RTO_MIN_S, Loss, retransmission_timeout_s
 from netgap.fault.spec import Faults
 from tests.harness import free_port
