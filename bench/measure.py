@@ -29,7 +29,8 @@ from bench.report import Figure
 from netgap.aggregate import Aggregate
 from netgap.analysis import build_report
 from netgap.breakdown import break_down, edge_name
-from netgap.collector.store import Store, TraceQuery
+from netgap.collector.records import TraceQuery
+from netgap.collector.store import Store
 from netgap.model import Span
 from netgap.trace_source import JaegerQuery
 

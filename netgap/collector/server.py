@@ -27,7 +27,8 @@ from starlette.routing import BaseRoute
 from netgap.address import Address
 from netgap.collector.query import create_query_app
 from netgap.collector.receiver import OTLP_HTTP_PATH, create_otlp_grpc_server, create_otlp_http_app
-from netgap.collector.store import Store, StoreError
+from netgap.collector.records import StoreError
+from netgap.collector.store import Store
 from netgap.errors import NetgapError, UsageError
 
 log = logging.getLogger("netgap.collect")

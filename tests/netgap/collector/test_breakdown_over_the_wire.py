@@ -8,8 +8,8 @@ import httpx
 from netgap.aggregate import Aggregate
 from netgap.breakdown import TraceBreakdown, break_down
 from netgap.collector.chains import Chain
+from netgap.collector.records import TraceQuery
 from netgap.collector.server import Collector
-from netgap.collector.store import TraceQuery
 from netgap.model import Span
 from netgap.otlp_proto import request_from_spans
 from netgap.trace_source import JaegerQuery

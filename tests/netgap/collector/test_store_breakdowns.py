@@ -22,7 +22,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from netgap.aggregate import Aggregate
 from netgap.breakdown import TraceBreakdown, break_down
 from netgap.collector.chains import Chain
-from netgap.collector.store import Store, TraceQuery
+from netgap.collector.records import TraceQuery
+from netgap.collector.store import Store
 from netgap.model import CLIENT, SERVER, Span
 from netgap.otlp_json import json_from_spans
 from netgap.otlp_proto import request_from_spans
