@@ -38,11 +38,11 @@ CREATE TABLE IF NOT EXISTS spans (
     end_ns INTEGER NOT NULL,
     scope_id INTEGER NOT NULL,
     body BLOB NOT NULL,  -- opentelemetry.proto.trace.v1.Span
-    facts TEXT,  -- CLIENT and SERVER spans: breakdown.call_facts, read instead of body
+    facts TEXT,  -- CLIENT and SERVER spans: chains.call_facts, read instead of body
     PRIMARY KEY (trace_seq, span_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS spans_by_service ON spans (service, start_ns);
--- Each trace's breakdown.Chain (JSON, without its trace id), or NULL for a trace of another
+-- Each trace's chains.Chain (JSON, without its trace id), or NULL for a trace of another
 -- shape, worked out in the transaction that writes any of its spans: find_breakdowns reads
 -- one row per trace. Traces last written before version 3 have no row (read span by span).
 CREATE TABLE IF NOT EXISTS chains (
