@@ -1,7 +1,6 @@
 """Writing to the store: an export request (or netgap.model spans) as rows, in the writer's
 transaction. Each trace's summary row is kept up to date, and its chains row (the fast
-path's answer, netgap.collector.chains) worked out again from its spans as they now stand.
-Whose call_facts ingest keeps: the calls, and the spans that (usually) serve them."""
+path's answer, netgap.collector.chains) worked out again from its spans as they now stand."""
 
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
@@ -17,6 +16,7 @@ from netgap.collector.schema import dumps
 from netgap.model import CLIENT, SERVER, Span
 from netgap.otlp_proto import attributes, span_to_pb
 
+# Whose call_facts ingest keeps: the calls, and the spans that (usually) serve them.
 _FACT_KINDS = frozenset((CLIENT, SERVER))
 
 _UPSERT_TRACE = """
