@@ -21,6 +21,8 @@ from netgap.breakdown import TraceBreakdown
 from netgap.collector.chains import Chain
 from netgap.collector.store import Store
 from netgap.errors import UsageError
+from netgap.metric_source import agreement
+from netgap.report import diagnosis
 from netgap.summary import BreakdownSummary
 from netgap.timeparse import time_arg
 from netgap.trace_source import JaegerQuery
@@ -83,6 +85,17 @@ class BreakdownReport:
     baseline: Baseline | None = None
     diagnosis: str | None = None
     metric: dict[str, Any] | None = None  # netgap.metric_source.metric_report's
+
+    def compare(self, baseline: dict[str, Any]) -> None:
+        """Notes `baseline` (a report's JSON) and what moved since, in words."""
+        self.baseline = Baseline(baseline["start_ns"], baseline["end_ns"], baseline["source"])
+        self.diagnosis = diagnosis(self.summary.as_json(), baseline["summary"])
+
+    def add_metric(self, metric: dict[str, Any]) -> None:
+        """Adds the metric's report (metric_source.metric_report), with where it and the
+        traces disagree."""
+        metric["disagreements"] = agreement(metric, self.summary.as_json())
+        self.metric = metric
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -26,17 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from netgap.analysis import (
-    Baseline,
-    BreakdownReport,
-    baseline_report,
-    breakdown_report,
-    open_trace_source,
-)
+from netgap.analysis import baseline_report, breakdown_report, open_trace_source
 from netgap.argtypes import positive_int
 from netgap.errors import UsageError
-from netgap.metric_source import agreement, is_metric_source, metric_report, open_metric_source
-from netgap.report import csv_text, diagnosis, metric_lines, plot, table
+from netgap.metric_source import is_metric_source, metric_report, open_metric_source
+from netgap.report import csv_text, metric_lines, plot, table
 from netgap.timeparse import duration_arg, time_arg
 from netgap.trace_source import DEFAULT_SOURCE
 
@@ -90,18 +84,11 @@ def run(args: argparse.Namespace) -> int:
     with open_trace_source(trace_url or DEFAULT_SOURCE, args.store) as source:
         report = breakdown_report(source, args.service, start_ns, end_ns, bucket_ns, args.limit)
         if args.baseline:
-            _compare(report, baseline_report(source, args.baseline, args.service, args.limit))
+            report.compare(baseline_report(source, args.baseline, args.service, args.limit))
     if metric is not None:
-        metric["disagreements"] = agreement(metric, report.summary.as_json())
-        report.metric = metric
+        report.add_metric(metric)
     _print(args, report.as_json())
     return 0
-
-
-def _compare(report: BreakdownReport, baseline: dict[str, Any]) -> None:
-    """Notes `baseline` (a report's JSON) in `report`, and what moved since, in words."""
-    report.baseline = Baseline(baseline["start_ns"], baseline["end_ns"], baseline["source"])
-    report.diagnosis = diagnosis(report.summary.as_json(), baseline["summary"])
 
 
 def _print(args: argparse.Namespace, report: dict[str, Any]) -> None:
