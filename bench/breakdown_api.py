@@ -4,7 +4,7 @@ A fresh `netgap collect` (its own process, as a user runs it) is filled with tra
 the lab's tiers send them (five spans; the CLIENT span with its four connection-phase events,
 TCP_INFO, remote time and the HTTP attributes; the API's SERVER span with its TCP_INFO), then
 this process reads one window of them the way `netgap breakdown --source URL` does
-(netgap.commands.breakdown.build_report over a JaegerQuery: the HTTP searches, the JSON
+(netgap.analysis.build_report over a JaegerQuery: the HTTP searches, the JSON
 decode, the breakdown and the aggregate), timed per round. Beside it, the same window from
 the collector's SQLite file (--store), which must give the very same summary.
 
@@ -29,8 +29,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from bench import stack
 from bench.report import Figure, table
+from netgap.analysis import build_report
 from netgap.collector.store import Store
-from netgap.commands.breakdown import build_report
 from netgap.lab import running
 from netgap.trace_source import JaegerQuery
 

@@ -10,9 +10,10 @@ from typing import Any
 from bench.report import Figure
 from bench.run import Run
 from netgap.aggregate import Aggregate
+from netgap.analysis import build_report
 from netgap.breakdown import break_down
-from netgap.collector.store import Store, TraceQuery
-from netgap.commands.breakdown import build_report
+from netgap.collector.records import TraceQuery
+from netgap.collector.store import Store
 from netgap.model import Span
 from netgap.trace_source import JaegerQuery
 

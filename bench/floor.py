@@ -8,8 +8,8 @@ from typing import Any
 from bench import stack
 from bench.report import Figure
 from bench.run import Run
+from netgap.analysis import build_report
 from netgap.breakdown import edge_name
-from netgap.commands.breakdown import build_report
 from netgap.trace_source import JaegerQuery
 
 REMOTE = f"{edge_name('webtier', 'apitier')} remote"

@@ -13,7 +13,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from netgap.breakdown import NEW, PHASES, REUSED, TCP_COLUMNS, Chain, TraceBreakdown, edge_name
+from netgap.breakdown import NEW, PHASES, REUSED, TCP_COLUMNS, TraceBreakdown, edge_name
+from netgap.collector.chains import Chain
+from netgap.summary import (
+    BreakdownSummary,
+    BucketSummary,
+    DataQuality,
+    EdgeSummary,
+    EdgeTestimony,
+    Stats,
+    Testimony,
+)
 
 _NUMPY_FROM = 256  # values in a column before numpy sorts it
 
@@ -69,7 +79,7 @@ class _Columns:
             append(ns)
         self.count += 1
 
-    def stats(self) -> dict[str, dict[str, float | int]]:
+    def stats(self) -> dict[str, Stats]:
         return {name: _stats(column) for name, column in self.values.items()}
 
 
@@ -84,26 +94,23 @@ def _numpy() -> Any:
         return None
 
 
-def _stats(column: "array[int]") -> dict[str, float | int]:
+def _stats(column: "array[int]") -> Stats:
     """The quantiles, max and mean of one column (numpy sorts a long one, when installed;
     the numbers are the same either way)."""
-    out: dict[str, float | int]
     count = len(column)
     np = _numpy() if count >= _NUMPY_FROM else None
     if np is None:
         ordered = sorted(column)
-        out = {key: quantile(ordered, q) for key, q in QUANTILES.items()}
-        out["max"] = ordered[-1] if ordered else 0
-        out["mean"] = sum(ordered) / count if ordered else 0.0
-        return out
+        p50, p90, p99 = (quantile(ordered, q) for q in QUANTILES.values())
+        return Stats(
+            p50, p90, p99, ordered[-1] if ordered else 0, sum(ordered) / count if ordered else 0.0
+        )
     values = np.sort(np.frombuffer(column.tobytes(), dtype=np.int64))
-    out = {key: int(values[max(1, math.ceil(q * count)) - 1]) for key, q in QUANTILES.items()}
+    p50, p90, p99 = (int(values[max(1, math.ceil(q * count)) - 1]) for q in QUANTILES.values())
     low, high = int(values[0]), int(values[-1])
-    out["max"] = high
     # int64 sums exactly while no partial sum can pass 2**63; else Python's sum
     total = int(values.sum()) if max(-low, high) < 2**63 // count else sum(column)
-    out["mean"] = total / count
-    return out
+    return Stats(p50, p90, p99, high, total / count)
 
 
 @dataclass
@@ -120,13 +127,16 @@ class _Testimony:
         for row in callee:
             self.callee.add_row(TCP_COLUMNS, row)
 
-    def summary(self) -> dict[str, Any]:
-        """srtt (ns) and retransmissions per call at each end ({} for an end with none)."""
-        return {"tcp": _testimony(self.caller), "tcp_callee": _testimony(self.callee)}
+    def summary(self) -> EdgeTestimony:
+        """srtt (ns) and retransmissions per call at each end (None for an end with none)."""
+        return EdgeTestimony(_testimony(self.caller), _testimony(self.callee))
 
 
-def _testimony(columns: _Columns) -> dict[str, Any]:
-    return {"calls": columns.count, **columns.stats()} if columns.count else {}
+def _testimony(columns: _Columns) -> Testimony | None:
+    if not columns.count:
+        return None
+    stats = columns.stats()
+    return Testimony(columns.count, *(stats[name] for name in TCP_COLUMNS))
 
 
 @dataclass
@@ -191,54 +201,18 @@ class Aggregate:
                 if bucket is not None:
                     self._bucket_testimony(bucket, name).add(at_caller, at_callee)
         if b.warnings:
-            self.traces_with_warnings += 1
-            for warning in b.warnings:
-                self.warning_counts[_warning_kind(warning)] += 1
-                if len(self.warning_examples) < _MAX_WARNING_EXAMPLES:
-                    self.warning_examples.append(f"trace {b.trace_id}: {warning}")
+            self._note_warnings(b.trace_id, b.warnings)
 
     def _add_chain(self, c: Chain) -> None:
         """As add(c.breakdown()), without building it."""
-        (
-            trace_id,
-            start,
-            total,
-            caller,
-            callee,
-            own,
-            remote,
-            served,
-            connection,
-            phases,
-            warn,
-            tcp,
-            tcp_callee,
-        ) = c
-        names = self._chain_names.get((caller, callee))
-        if names is None:
-            edge = edge_name(caller, callee)
-            columns: tuple[str, ...] = (f"{caller} self", f"{edge} remote", f"{callee} self", TOTAL)
-            names = self._chain_names[(caller, callee)] = (columns, edge)
-        columns, edge = names
+        (trace_id, start, total, caller, callee, own, remote, served, connection, phases, warn,
+         tcp, tcp_callee) = c  # fmt: skip
+        columns, edge = self._chain_columns(caller, callee)
         if own + remote + served != total:
             self.identity_violations += 1  # cannot happen by construction; checked anyway
-        self.traces += 1
-        first = self.first_start_ns  # as add's min(first or start, start), max(...)
-        if not first or start < first:
-            self.first_start_ns = start
-        last = self.last_start_ns
-        if not last or start > last:
-            self.last_start_ns = start
+        self._count_start(start)
         row = (own, remote, served, total)
-        appends = self.columns.appends(columns)
-        if appends is None:
-            self.columns.add_row(columns, row)
-        else:  # add_row, unrolled: the hot path of a store's breakdown
-            appends[0](own)
-            appends[1](remote)
-            appends[2](served)
-            appends[3](total)
-            self.columns.count += 1
+        self._add_row(columns, row)
         bucket = None
         if self.bucket_ns:
             bucket = start - start % self.bucket_ns
@@ -260,11 +234,45 @@ class Aggregate:
             if bucket is not None:
                 self._bucket_testimony(bucket, edge).add(at_caller, at_callee)
         if warn:
-            self.traces_with_warnings += 1
-            for warning in warn:
-                self.warning_counts[_warning_kind(warning)] += 1
-                if len(self.warning_examples) < _MAX_WARNING_EXAMPLES:
-                    self.warning_examples.append(f"trace {trace_id}: {warning}")
+            self._note_warnings(trace_id, warn)
+
+    def _chain_columns(self, caller: str, callee: str) -> tuple[tuple[str, ...], str]:
+        """A Chain's column names (caller self, edge remote, callee self, total) and edge."""
+        names = self._chain_names.get((caller, callee))
+        if names is None:
+            edge = edge_name(caller, callee)
+            columns: tuple[str, ...] = (f"{caller} self", f"{edge} remote", f"{callee} self", TOTAL)
+            names = self._chain_names[(caller, callee)] = (columns, edge)
+        return names
+
+    def _count_start(self, start: int) -> None:
+        """One trace more, starting at `start` (as add's min(first or start, start), max)."""
+        self.traces += 1
+        first = self.first_start_ns
+        if not first or start < first:
+            self.first_start_ns = start
+        last = self.last_start_ns
+        if not last or start > last:
+            self.last_start_ns = start
+
+    def _add_row(self, columns: tuple[str, ...], row: tuple[int, int, int, int]) -> None:
+        appends = self.columns.appends(columns)
+        if appends is None:
+            self.columns.add_row(columns, row)
+            return
+        # add_row, unrolled: the hot path of a store's breakdown
+        appends[0](row[0])
+        appends[1](row[1])
+        appends[2](row[2])
+        appends[3](row[3])
+        self.columns.count += 1
+
+    def _note_warnings(self, trace_id: str, warnings: Iterable[str]) -> None:
+        self.traces_with_warnings += 1
+        for warning in warnings:
+            self.warning_counts[_warning_kind(warning)] += 1
+            if len(self.warning_examples) < _MAX_WARNING_EXAMPLES:
+                self.warning_examples.append(f"trace {trace_id}: {warning}")
 
     def _bucket_testimony(self, bucket: int, edge: str) -> _Testimony:
         edges = self.bucket_tcp.setdefault(bucket, {})
@@ -274,52 +282,50 @@ class Aggregate:
         return testimony
 
     def summary(self) -> dict[str, Any]:
+        """Everything the report shows, as its JSON: breakdown_summary().as_json()."""
+        return self.breakdown_summary().as_json()
+
+    def breakdown_summary(self) -> BreakdownSummary:
         """Everything the report shows, in integer nanoseconds (means as floats)."""
-        return {
-            "traces": self.traces,
-            "first_trace_start_ns": self.first_start_ns,
-            "last_trace_start_ns": self.last_start_ns,
-            "components": _ordered(self.columns.stats()),
-            "edges": {
-                name: {
-                    "calls": edge.calls,
-                    "unpaired": edge.unpaired,
-                    "new_connections": edge.new_connections,
-                    "reused_connections": edge.reused_connections,
-                    "phases": {
-                        phase: stats
-                        for phase, stats in edge.phases.stats().items()
-                        if phase in PHASES
-                    },
-                    # srtt (ns) and retransmissions per call at each end, of the calls with
-                    # TCP_INFO: "tcp" (the caller's), "tcp_callee"
-                    **edge.tcp.summary(),
-                }
-                for name, edge in sorted(self.edges.items())
-            },
-            "buckets": [
-                {
-                    "start_ns": start,
-                    "traces": columns.count,
-                    "components": _ordered(columns.stats()),
-                    # per edge with TCP_INFO in the bucket: as the edges' "tcp", "tcp_callee"
-                    "edges": {
+        return BreakdownSummary(
+            traces=self.traces,
+            first_trace_start_ns=self.first_start_ns,
+            last_trace_start_ns=self.last_start_ns,
+            components=_ordered(self.columns.stats()),
+            edges={name: _edge_summary(edge) for name, edge in sorted(self.edges.items())},
+            buckets=[
+                BucketSummary(
+                    start,
+                    columns.count,
+                    _ordered(columns.stats()),
+                    # per edge with TCP_INFO in the bucket: as the edges' testimony
+                    {
                         name: testimony.summary()
                         for name, testimony in sorted(self.bucket_tcp.get(start, {}).items())
                     },
-                }
+                )
                 for start, columns in sorted(self.buckets.items())
             ],
-            "identity_violations": self.identity_violations,
-            "data_quality": {
-                "traces_with_warnings": self.traces_with_warnings,
-                "by_kind": dict(self.warning_counts),
-                "examples": self.warning_examples,
-            },
-        }
+            identity_violations=self.identity_violations,
+            data_quality=DataQuality(
+                self.traces_with_warnings, dict(self.warning_counts), self.warning_examples
+            ),
+        )
 
 
-def _ordered(stats: dict[str, dict[str, float | int]]) -> dict[str, dict[str, float | int]]:
+def _edge_summary(edge: _Edge) -> EdgeSummary:
+    return EdgeSummary(
+        calls=edge.calls,
+        unpaired=edge.unpaired,
+        new_connections=edge.new_connections,
+        reused_connections=edge.reused_connections,
+        phases={phase: stats for phase, stats in edge.phases.stats().items() if phase in PHASES},
+        # srtt (ns) and retransmissions per call at each end, of the calls with TCP_INFO
+        testimony=edge.tcp.summary(),
+    )
+
+
+def _ordered(stats: dict[str, Stats]) -> dict[str, Stats]:
     """total first, then the components in the order requests met them."""
     return {TOTAL: stats[TOTAL], **{k: v for k, v in stats.items() if k != TOTAL}} if stats else {}
 

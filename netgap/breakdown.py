@@ -17,21 +17,18 @@ Where the CLIENT span carries the web tier's connection-phase events (`connect`,
 `request sent`, `first byte`, `body done`), the remote time splits further into
 connect + request + waiting + response + other, which again adds up exactly.
 
-`break_down` takes any trace. `break_down_chain` is its fast path for the shape nearly every
-trace of a two-tier system has (one SERVER root, one CLIENT call beneath it in the root's
-service, one span of another service serving that call), read from lean span rows rather
-than decoded spans; it gives None for any other shape, and then `break_down` is the answer.
+`break_down` takes any trace. The store's fast path for the common shape
+(netgap.collector.chains) gives the same answer from lean rows, with the pieces below
+(connection_phases, tcp_testimony, connection_kind, outlasts_warning) that both share. This
+module imports nothing of netgap's but the span model: the store and the analysis both
+import it, as they import netgap.model.
 """
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
-from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
-
-from netgap.collector.otlp_proto import value as pb_value
 from netgap.model import CLIENT, SERVER, Span
 
 PHASES = ("connect", "request", "waiting", "response", "other")
@@ -146,7 +143,7 @@ def _attribute(trace: _Trace, entry: Span, result: TraceBreakdown) -> None:
             continue
         remote = call.duration_ns - server.duration_ns
         if remote < 0:
-            result.warnings.append(_outlasts(edge, server.span_id, call.span_id, remote))
+            result.warnings.append(outlasts_warning(edge, server.span_id, call.span_id, remote))
         result.charge(result.remote_ns, edge, remote, "remote")
         _add_phases(call, server, edge, result)
         _attribute(trace, server, result)
@@ -197,14 +194,16 @@ def _peer_name(call: Span) -> str:
 
 
 def _add_phases(call: Span, server: Span, edge: str, result: TraceBreakdown) -> None:
-    testimony = _tcp(call.attributes.get(SRTT_KEY), call.attributes.get(RETRANSMITS_KEY))
+    testimony = tcp_testimony(call.attributes.get(SRTT_KEY), call.attributes.get(RETRANSMITS_KEY))
     if testimony is not None:
         result.tcp.setdefault(edge, []).append(testimony)
-    testimony = _tcp(server.attributes.get(SRTT_KEY), server.attributes.get(RETRANSMITS_KEY))
+    testimony = tcp_testimony(
+        server.attributes.get(SRTT_KEY), server.attributes.get(RETRANSMITS_KEY)
+    )
     if testimony is not None:
         result.tcp_callee.setdefault(edge, []).append(testimony)
     times = {event.name: event.time_ns for event in call.events}
-    connection = _connection(call.attributes.get("netgap.connection.reused"), times)
+    connection = connection_kind(call.attributes.get(REUSED_KEY), times)
     if connection == REUSED:
         result.reused_connections[edge] = result.reused_connections.get(edge, 0) + 1
     elif connection == NEW:
@@ -224,18 +223,19 @@ RETRANSMITS_KEY = "netgap.tcp.retransmits"
 TCP_COLUMNS = ("srtt", "retransmits")
 
 
-def _tcp(srtt_us: Any, retransmits: Any) -> tuple[int, int] | None:
+def tcp_testimony(srtt_us: Any, retransmits: Any) -> tuple[int, int] | None:
     """(srtt ns, retransmissions), or None unless the call carried both as integers."""
     if isinstance(srtt_us, int) and isinstance(retransmits, int):
         return srtt_us * 1000, retransmits
     return None
 
 
-# What a call's connection was: reused, new, or not known.
+# What a call's connection was: reused, new, or not known; the web tier says on its CLIENT span.
 REUSED, NEW, UNKNOWN = 1, 0, -1
+REUSED_KEY = "netgap.connection.reused"
 
 
-def _connection(reused: Any, times: dict[str, int]) -> int:
+def connection_kind(reused: Any, times: dict[str, int]) -> int:
     if reused is True:
         return REUSED
     if reused is False or "connect" in times:
@@ -262,208 +262,7 @@ def connection_phases(
     )
 
 
-# -- the fast path: one SERVER root, one call, one server span ---------------------------------
-
-# A span as the fast path reads it: the store's trace seq (unused), span id, parent span id,
-# service, kind, start, end, and, of CLIENT spans and the spans that serve them only, what the
-# breakdown needs of the rest: their call_facts (a str, written at ingest) or, stored before
-# those were, the OTLP protobuf body (opentelemetry.proto.trace.v1.Span).
-# Read from JSON (otlp_json.breakdowns_from_json), the facts come already parsed: Facts.
-Facts = tuple[dict[str, int], dict[str, Any]]
-LeanSpan = tuple[int, str, str, str, int, int, int, str | bytes | Facts | None]
-PHASE_EVENTS = frozenset(("connect", "request sent", "first byte", "body done"))
-
-_REUSED_KEY = "netgap.connection.reused"
-FAST_KEYS = frozenset((_REUSED_KEY, SRTT_KEY, RETRANSMITS_KEY))
-
-
-class Chain(NamedTuple):
-    """The breakdown of a trace of the common shape, as break_down would give it: the root's
-    service (caller) spent caller_self_ns, its one call to callee took remote_ns beyond the
-    callee's server span, and the callee spent callee_self_ns (its whole server span)."""
-
-    trace_id: str
-    start_ns: int
-    total_ns: int
-    caller: str
-    callee: str
-    caller_self_ns: int
-    remote_ns: int
-    callee_self_ns: int
-    connection: int  # REUSED, NEW or UNKNOWN
-    phases_ns: tuple[int, int, int, int, int] | None  # in PHASES' order
-    warnings: tuple[str, ...] = ()
-    tcp: tuple[int, int] | None = None  # (srtt ns, retransmissions), as TraceBreakdown.tcp
-    tcp_callee: tuple[int, int] | None = None  # as TraceBreakdown.tcp_callee
-
-    def breakdown(self) -> TraceBreakdown:
-        """The same breakdown as a TraceBreakdown."""
-        edge = edge_name(self.caller, self.callee)
-        result = TraceBreakdown(
-            trace_id=self.trace_id,
-            start_ns=self.start_ns,
-            total_ns=self.total_ns,
-            root_service=self.caller,
-            self_ns={self.caller: self.caller_self_ns, self.callee: self.callee_self_ns},
-            remote_ns={edge: self.remote_ns},
-            calls={edge: 1},
-            warnings=list(self.warnings),
-            order=[f"{self.caller} self", f"{edge} remote", f"{self.callee} self"],
-        )
-        if self.phases_ns is not None:
-            result.phases_ns[edge] = dict(zip(PHASES, self.phases_ns, strict=True))
-        if self.connection == REUSED:
-            result.reused_connections[edge] = 1
-        elif self.connection == NEW:
-            result.new_connections[edge] = 1
-        if self.tcp is not None:
-            result.tcp[edge] = [self.tcp]
-        if self.tcp_callee is not None:
-            result.tcp_callee[edge] = [self.tcp_callee]
-        return result
-
-    def kept(self) -> str:
-        """As a store keeps it (JSON, without the trace id); from_kept reads it back."""
-        return _FACTS_JSON(self[1:])
-
-    @classmethod
-    def from_kept(cls, trace_id: str, text: str) -> "Chain":
-        (start, total, caller, callee, own, remote, served, connection, phases, warnings, tcp,
-         tcp_callee) = json.loads(text)  # fmt: skip
-        return cls(
-            trace_id,
-            start,
-            total,
-            caller,
-            callee,
-            own,
-            remote,
-            served,
-            connection,
-            None if phases is None else tuple(phases),
-            tuple(warnings),
-            None if tcp is None else tuple(tcp),
-            None if tcp_callee is None else tuple(tcp_callee),
-        )
-
-
-def break_down_chain(trace_id: str, spans: Sequence[LeanSpan]) -> Chain | None:
-    """break_down's answer for a trace of the common shape, else None (ask break_down):
-    exactly one root, a SERVER span; exactly one CLIENT span in the whole trace, of the root's
-    service and beneath the root through spans of that service only; exactly one span whose
-    parent is that call, of another service; no data-quality warning but a server outlasting
-    its client.
-
-    `spans` are all the trace's spans, or only its roots, its CLIENT spans and their children
-    (what the store reads): other spans (say the callee's internal ones) cannot change
-    break_down's answer for a trace of this shape, as with no other CLIENT span there is no
-    other call to charge; and without them a call that is not the root's child looks like a
-    second root, so the answer is None, as it must be when the spans between cannot be
-    checked. The hot path of Store.find_breakdowns: keep it lean."""
-    ids: dict[str, LeanSpan] = {}
-    client = None
-    for span in spans:
-        ids[span[1]] = span
-        if span[4] == CLIENT:
-            if client is not None:
-                return None
-            client = span
-    if client is None or len(ids) != len(spans):
-        return None
-    call_id = client[1]
-    root = server = None
-    for span in spans:
-        parent = span[2]
-        if parent not in ids:
-            if root is not None:
-                return None
-            root = span
-        elif parent == call_id:
-            if server is not None:
-                return None
-            server = span
-    if root is None or server is None or root[4] != SERVER:
-        return None
-    caller = root[3]
-    callee = server[3]
-    if client[3] != caller or callee == caller:
-        return None
-    parent = client[2]
-    root_id = root[1]
-    if parent != root_id:  # up from the call to the root, through the root's service only
-        for _ in spans:
-            above = ids[parent]  # not the root: every span but the root has its parent here
-            if above[3] != caller:
-                return None
-            parent = above[2]
-            if parent == root_id:
-                break
-        else:
-            return None  # a cycle
-    total = root[6] - root[5]
-    call_ns = client[6] - client[5]
-    server_ns = server[6] - server[5]
-    if total < call_ns or server_ns < 0:
-        return None  # break_down warns of these
-    times, found = _read_facts(client[7])
-    served = _read_facts(server[7])[1]
-    reused = found.get(_REUSED_KEY)
-    remote = call_ns - server_ns
-    return Chain(
-        trace_id,
-        root[5],
-        total,
-        caller,
-        callee,
-        total - call_ns,
-        remote,
-        server_ns,
-        _connection(reused, times),
-        connection_phases(client[5], client[6], server_ns, times),
-        (_outlasts(edge_name(caller, callee), server[1], call_id, remote),) if remote < 0 else (),
-        _tcp(found.get(SRTT_KEY), found.get(RETRANSMITS_KEY)),
-        _tcp(served.get(SRTT_KEY), served.get(RETRANSMITS_KEY)),
-    )
-
-
-def _read_facts(facts: str | bytes | Facts | None) -> Facts:
-    if isinstance(facts, tuple):
-        return facts
-    if isinstance(facts, str):
-        times, found = json.loads(facts)
-        return times, found
-    return _facts(PbSpan.FromString(facts)) if facts else ({}, {})
-
-
-def call_facts(pb: PbSpan) -> str | None:
-    """What break_down_chain needs of a CLIENT span (or of the span serving one) beyond the
-    columns the store keeps, as the store keeps it (JSON, written once at ingest, read without
-    decoding the protobuf); None for values JSON cannot carry (bytes, say): the chain then
-    decodes the body."""
-    try:
-        return _FACTS_JSON(_facts(pb))
-    except (TypeError, ValueError):
-        return None
-
-
-def _facts(pb: PbSpan) -> tuple[dict[str, int], dict[str, Any]]:
-    """The connection-phase events' times (the last of a repeated name kept) and the values
-    of FAST_KEYS (the last of a repeated key kept, as break_down reads attributes)."""
-    times = {e.name: e.time_unix_nano for e in pb.events if e.name in PHASE_EVENTS}
-    found: dict[str, Any] = {}
-    # The web tier sets these three last (webtier.transport): from the end, few steps.
-    for kv in reversed(pb.attributes):
-        if kv.key in FAST_KEYS and kv.key not in found:
-            found[kv.key] = pb_value(kv.value)
-            if len(found) == len(FAST_KEYS):
-                break
-    return times, found
-
-
-_FACTS_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-def _outlasts(edge: str, server_span_id: str, call_span_id: str, remote: int) -> str:
+def outlasts_warning(edge: str, server_span_id: str, call_span_id: str, remote: int) -> str:
     # Not possible for the exchange itself; seen on loopback by microseconds when the
     # server ends its span after the response is already out (post-send work).
     return (

@@ -1,34 +1,106 @@
-"""api_v3's search answer straight to breakdowns, decoded against a schema of only what a
-breakdown reads (msgspec): ids, kinds, times, the connection-phase events, and each
-attribute's key with its value left undecoded until a breakdown asks for it.
+"""api_v3's search answer straight to breakdowns, with no Span made for a trace of the common
+shape (netgap.collector.chains: the store's fast path, asked the same question).
+
+`breakdowns_from_bytes` decodes the answer against a schema of only what a breakdown reads
+(msgspec): ids, kinds, times, the connection-phase events, and each attribute's key with its
+value left undecoded until a breakdown asks for it. `breakdowns_from_json` does the same for
+an already decoded document, by the lenient reader's rules (otlp_json).
 
 Jaeger 2.x and `netgap collect` write camelCase OTLP/JSON with times as strings; an answer in
 any other shape the lenient reader (otlp_json) accepts fails the schema, and is then read by
 that reader instead: the same breakdowns either way.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
-from netgap.breakdown import (
-    FAST_KEYS,
-    PHASE_EVENTS,
-    LeanSpan,
-    break_down,
-    break_down_chain,
-)
+from netgap.breakdown import TraceBreakdown, break_down
+from netgap.collector.chains import FAST_KEYS, PHASE_EVENTS, Chain, LeanSpan, break_down_chain
 from netgap.model import Span
 from netgap.otlp_json import (
-    Found,
     OtlpJsonError,
+    _get,
     _id,
     _int,
+    _list,
+    _object,
     _span,
     any_value,
     attributes,
-    breakdowns_from_json,
 )
+
+Found = tuple[int, "TraceBreakdown | Chain"]  # a trace's start (its earliest span's), its breakdown
+
+
+def breakdowns_from_json(document: Any) -> dict[str, Found]:
+    """The start and breakdown of every trace of an OTLP/JSON document (api_v3's search
+    answer), by trace id. The start is the store's (the trace's earliest span's); the
+    breakdown exactly what break_down gives for spans_from_json's spans, but for a trace of
+    the common shape (collector.chains.break_down_chain) no Span is made, only the lean tuple the
+    store's fast path reads; other traces are decoded in full and given to break_down."""
+    if not isinstance(document, Mapping):
+        raise OtlpJsonError("expected a JSON object")
+    if "result" in document:
+        document = document["result"]
+        if not isinstance(document, Mapping):
+            raise OtlpJsonError('"result" must be an object')
+    lean: dict[str, list[LeanSpan]] = {}
+    raws: dict[str, list[tuple[Any, str, str, dict[str, Any], Mapping[str, Any]]]] = {}
+    for r_index, rs in enumerate(_list(_get(document, "resourceSpans"), '"resourceSpans"')):
+        where = f"resourceSpans[{r_index}]"
+        rs = _object(rs, where)
+        resource = attributes(_get(_object(rs.get("resource"), f"{where}.resource"), "attributes"))
+        service = str(resource.get("service.name", "unknown_service"))
+        for s_index, ss in enumerate(_list(_get(rs, "scopeSpans"), f"{where}.scopeSpans")):
+            ss_where = f"{where}.scopeSpans[{s_index}]"
+            ss = _object(ss, ss_where)
+            scope = _object(_get(ss, "scope"), f"{ss_where}.scope")
+            for index, raw in enumerate(_list(_get(ss, "spans"), f"{ss_where}.spans")):
+                at = f"{ss_where}.spans[{index}]"
+                trace_id, span = _lean_json(raw, at, service)
+                lean.setdefault(trace_id, []).append(span)
+                raws.setdefault(trace_id, []).append((raw, at, service, resource, scope))
+    found: dict[str, Found] = {}
+    for trace_id, spans in lean.items():
+        start = min(span[5] for span in spans)
+        chain = break_down_chain(trace_id, spans)
+        if chain is not None:
+            found[trace_id] = start, chain
+            continue
+        full = [_span(*r, lean=True) for r in raws[trace_id]]
+        breakdown = break_down(full)
+        if breakdown is not None:
+            found[trace_id] = start, breakdown
+    return found
+
+
+def _lean_json(raw: Any, where: str, service: str) -> tuple[str, LeanSpan]:
+    """A span's trace id and its lean tuple, its ids and times checked as _span checks them."""
+    if not isinstance(raw, Mapping):
+        raise OtlpJsonError(f"{where} must be an object")
+    times: dict[str, int] = {}
+    for e in _list(_get(raw, "events"), f"{where}.events"):
+        if isinstance(e, Mapping) and _get(e, "name") in PHASE_EVENTS:
+            times[str(e["name"])] = _int(_get(e, "timeUnixNano"), f"{where}.events.timeUnixNano", 0)
+    items = _get(raw, "attributes")
+    # the last of a repeated key, as attributes() keeps it
+    facts = {
+        str(kv["key"]): any_value(kv.get("value"))
+        for kv in (items if isinstance(items, list) else ())
+        if isinstance(kv, Mapping) and kv.get("key") in FAST_KEYS
+    }
+    return _id(_get(raw, "traceId"), 16, f"{where}.traceId"), (
+        0,
+        _id(_get(raw, "spanId"), 8, f"{where}.spanId"),
+        _id(_get(raw, "parentSpanId"), 8, f"{where}.parentSpanId", optional=True),
+        service,
+        _int(_get(raw, "kind"), f"{where}.kind", default=0),
+        _int(_get(raw, "startTimeUnixNano"), f"{where}.startTimeUnixNano", default=0),
+        _int(_get(raw, "endTimeUnixNano"), f"{where}.endTimeUnixNano", default=0),
+        (times, facts),
+    )
 
 
 class _KeyValue(msgspec.Struct):
@@ -78,7 +150,7 @@ _DECODE_ANY = msgspec.json.Decoder().decode
 
 
 def breakdowns_from_bytes(body: bytes) -> dict[str, Found]:
-    """otlp_json.breakdowns_from_json of the decoded `body` (an api_v3 search answer): each
+    """breakdowns_from_json of the decoded `body` (an api_v3 search answer): each
     trace's start and breakdown, by trace id; OtlpJsonError for a document that is not
     OTLP/JSON trace data."""
     try:
@@ -132,7 +204,7 @@ def _service(resource: msgspec.Raw) -> str:
 
 
 def _lean(span: _Span, service: str) -> LeanSpan:
-    """As otlp_json._lean makes it: ids and times checked, the facts a breakdown reads."""
+    """As _lean_json makes it: ids and times checked, the facts a breakdown reads."""
     times = {
         e.name: _int(e.timeUnixNano, "events.timeUnixNano", 0)
         for e in span.events

@@ -17,19 +17,9 @@ from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-from netgap.breakdown import (
-    FAST_KEYS,
-    PHASE_EVENTS,
-    RETRANSMITS_KEY,
-    SRTT_KEY,
-    Chain,
-    LeanSpan,
-    TraceBreakdown,
-    break_down,
-    break_down_chain,
-)
-from netgap.collector.otlp_proto import value as pb_value
+from netgap.breakdown import RETRANSMITS_KEY, SRTT_KEY
 from netgap.model import CLIENT, Event, Span
+from netgap.otlp_proto import value as pb_value
 
 _HEX = re.compile(r"^[0-9a-fA-F]*$")
 
@@ -359,75 +349,3 @@ def _json_span(span: Span, shared: dict[tuple[str, type, Any], dict[str, Any]]) 
         }
     )
     return out
-
-
-Found = tuple[int, "TraceBreakdown | Chain"]  # a trace's start (its earliest span's), its breakdown
-
-
-def breakdowns_from_json(document: Any) -> dict[str, Found]:
-    """The start and breakdown of every trace of an OTLP/JSON document (api_v3's search
-    answer), by trace id. The start is the store's (the trace's earliest span's); the
-    breakdown exactly what break_down gives for spans_from_json's spans, but for a trace of
-    the common shape (breakdown.break_down_chain) no Span is made, only the lean tuple the
-    store's fast path reads; other traces are decoded in full and given to break_down."""
-    if not isinstance(document, Mapping):
-        raise OtlpJsonError("expected a JSON object")
-    if "result" in document:
-        document = document["result"]
-        if not isinstance(document, Mapping):
-            raise OtlpJsonError('"result" must be an object')
-    lean: dict[str, list[LeanSpan]] = {}
-    raws: dict[str, list[tuple[Any, str, str, dict[str, Any], Mapping[str, Any]]]] = {}
-    for r_index, rs in enumerate(_list(_get(document, "resourceSpans"), '"resourceSpans"')):
-        where = f"resourceSpans[{r_index}]"
-        rs = _object(rs, where)
-        resource = attributes(_get(_object(rs.get("resource"), f"{where}.resource"), "attributes"))
-        service = str(resource.get("service.name", "unknown_service"))
-        for s_index, ss in enumerate(_list(_get(rs, "scopeSpans"), f"{where}.scopeSpans")):
-            ss_where = f"{where}.scopeSpans[{s_index}]"
-            ss = _object(ss, ss_where)
-            scope = _object(_get(ss, "scope"), f"{ss_where}.scope")
-            for index, raw in enumerate(_list(_get(ss, "spans"), f"{ss_where}.spans")):
-                at = f"{ss_where}.spans[{index}]"
-                trace_id, span = _lean(raw, at, service)
-                lean.setdefault(trace_id, []).append(span)
-                raws.setdefault(trace_id, []).append((raw, at, service, resource, scope))
-    found: dict[str, Found] = {}
-    for trace_id, spans in lean.items():
-        start = min(span[5] for span in spans)
-        chain = break_down_chain(trace_id, spans)
-        if chain is not None:
-            found[trace_id] = start, chain
-            continue
-        full = [_span(*r, lean=True) for r in raws[trace_id]]
-        breakdown = break_down(full)
-        if breakdown is not None:
-            found[trace_id] = start, breakdown
-    return found
-
-
-def _lean(raw: Any, where: str, service: str) -> tuple[str, LeanSpan]:
-    """A span's trace id and its lean tuple, its ids and times checked as _span checks them."""
-    if not isinstance(raw, Mapping):
-        raise OtlpJsonError(f"{where} must be an object")
-    times: dict[str, int] = {}
-    for e in _list(_get(raw, "events"), f"{where}.events"):
-        if isinstance(e, Mapping) and _get(e, "name") in PHASE_EVENTS:
-            times[str(e["name"])] = _int(_get(e, "timeUnixNano"), f"{where}.events.timeUnixNano", 0)
-    items = _get(raw, "attributes")
-    # the last of a repeated key, as attributes() keeps it
-    facts = {
-        str(kv["key"]): any_value(kv.get("value"))
-        for kv in (items if isinstance(items, list) else ())
-        if isinstance(kv, Mapping) and kv.get("key") in FAST_KEYS
-    }
-    return _id(_get(raw, "traceId"), 16, f"{where}.traceId"), (
-        0,
-        _id(_get(raw, "spanId"), 8, f"{where}.spanId"),
-        _id(_get(raw, "parentSpanId"), 8, f"{where}.parentSpanId", optional=True),
-        service,
-        _int(_get(raw, "kind"), f"{where}.kind", default=0),
-        _int(_get(raw, "startTimeUnixNano"), f"{where}.startTimeUnixNano", default=0),
-        _int(_get(raw, "endTimeUnixNano"), f"{where}.endTimeUnixNano", default=0),
-        (times, facts),
-    )

@@ -1,6 +1,8 @@
 """Reading traces over Jaeger's query API v3: a real Jaeger 2.x, or `netgap collect`.
 
-The facts this relies on (../shared/jaeger/FACTS.md): snake_case query names work on every 2.x;
+One of netgap.analysis's TraceSources. What this relies on of Jaeger 2.x's api_v3, which
+`netgap collect` answers alike (tests/netgap/collector/test_contract.py holds its answers to
+Jaeger's published API description): snake_case query names work on every 2.x;
 `query.start_time_min`/`max` are required; a search returns every matching trace's spans
 merged into one document (so spans are grouped by trace id here); no match is a 404.
 """
@@ -15,11 +17,12 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 
-from netgap.breakdown import Chain, TraceBreakdown
+from netgap.breakdown import TraceBreakdown
+from netgap.collector.chains import Chain
 from netgap.errors import NetgapError
 from netgap.model import Span
-from netgap.otlp_fast import breakdowns_from_bytes
-from netgap.otlp_json import Found, OtlpJsonError, spans_from_json
+from netgap.otlp_fast import Found, breakdowns_from_bytes
+from netgap.otlp_json import OtlpJsonError, spans_from_json
 from netgap.timeparse import format_rfc3339_ns
 
 DEFAULT_SOURCE = "http://127.0.0.1:16686"
@@ -58,6 +61,10 @@ class JaegerQuery:
         self._client = httpx.Client(
             base_url=self.base_url, timeout=timeout_s, trust_env=False, limits=limits
         )
+
+    @property
+    def location(self) -> str:
+        return self.base_url
 
     def close(self) -> None:
         self._client.close()

@@ -20,7 +20,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute, Route
 
 from netgap.breakdown import PHASES, TraceBreakdown, break_down, connection_phases, edge_name
-from netgap.collector.store import TraceQuery
+from netgap.collector.records import TraceQuery
 from netgap.model import CLIENT, KIND_NAMES, Span
 from netgap.report import clock
 from netgap.trace_reading import KernelEnd, kernel_end, reading

@@ -13,8 +13,9 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from netgap.breakdown import Chain, TraceBreakdown
-from netgap.collector.store import Listings, TraceSummary
+from netgap.breakdown import TraceBreakdown
+from netgap.collector.chains import Chain
+from netgap.collector.records import Listings, TraceSummary
 from netgap.timeparse import TimeFormatError, parse_go_duration_ns
 
 DEFAULT_LOOKBACK_NS = 3600 * 10**9

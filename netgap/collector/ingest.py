@@ -17,8 +17,8 @@ from typing import Any
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from netgap.collector.otlp_proto import request_from_spans
 from netgap.otlp_json import spans_from_json
+from netgap.otlp_proto import request_from_spans
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"

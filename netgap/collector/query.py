@@ -26,7 +26,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from netgap.collector.store import DEFAULT_SEARCH_LIMIT, Store, StoreError, TraceQuery
+from netgap.collector.records import DEFAULT_SEARCH_LIMIT, StoreError, TraceQuery
+from netgap.collector.store import Store
 from netgap.model import Span
 from netgap.otlp_json import json_from_spans
 from netgap.timeparse import TimeFormatError, parse_go_duration_ns, parse_rfc3339_ns

@@ -30,7 +30,8 @@ from netgap.collector.ingest import (
     media_type,
     validate_request,
 )
-from netgap.collector.store import Store, StoreError, UnstorableSpanError
+from netgap.collector.records import StoreError, UnstorableSpanError
+from netgap.collector.store import Store
 
 OTLP_HTTP_PATH = "/v1/traces"
 _EMPTY_RESPONSE = ExportTraceServiceResponse().SerializeToString()

@@ -24,9 +24,11 @@ from typing import Any
 import uvicorn
 from starlette.routing import BaseRoute
 
+from netgap.address import Address
 from netgap.collector.query import create_query_app
 from netgap.collector.receiver import OTLP_HTTP_PATH, create_otlp_grpc_server, create_otlp_http_app
-from netgap.collector.store import Store, StoreError
+from netgap.collector.records import StoreError
+from netgap.collector.store import Store
 from netgap.errors import NetgapError, UsageError
 
 log = logging.getLogger("netgap.collect")
@@ -34,35 +36,17 @@ log = logging.getLogger("netgap.collect")
 START_TIMEOUT_S = 10.0
 
 
-@dataclass(frozen=True)
-class Address:
-    host: str
-    port: int  # 0: any free port, resolved when bound
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self}"
-
-
-def parse_address(text: str) -> Address:
-    """`HOST:PORT` (`[::1]:PORT` for IPv6) -> Address; ValueError names the expected form."""
-    host, sep, port = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"want HOST:PORT (port 0 to 65535, 0 for any free port), got {text!r}")
-    return Address(host, int(port))
+OTLP_HTTP = Address("127.0.0.1", 4318)
+OTLP_GRPC = Address("127.0.0.1", 4317)
+QUERY = Address("127.0.0.1", 16686)
 
 
 @dataclass(frozen=True)
 class Settings:
     db: Path = Path(".netgap/traces.db")
-    otlp_http: Address | None = Address("127.0.0.1", 4318)  # None: off
-    otlp_grpc: Address | None = Address("127.0.0.1", 4317)  # None: off
-    query: Address = Address("127.0.0.1", 16686)
+    otlp_http: Address | None = OTLP_HTTP  # None: off
+    otlp_grpc: Address | None = OTLP_GRPC  # None: off
+    query: Address = QUERY
     max_age_s: float | None = 24 * 3600.0  # None: keep traces whatever their age
     max_spans: int | None = 1_000_000  # None: no limit
     max_body: int = 8 * 1024 * 1024

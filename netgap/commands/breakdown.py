@@ -23,19 +23,16 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from netgap.aggregate import Aggregate
+from netgap.analysis import baseline_report, breakdown_report, open_trace_source
 from netgap.argtypes import positive_int
-from netgap.breakdown import Chain, TraceBreakdown
-from netgap.collector.store import Store, TraceQuery
 from netgap.errors import UsageError
-from netgap.metric_source import agreement, is_metric_source, metric_report, open_metric_source
-from netgap.report import csv_text, diagnosis, metric_lines, plot, table
+from netgap.metric_source import is_metric_source, metric_report, open_metric_source
+from netgap.report import csv_text, metric_lines, plot, table
 from netgap.timeparse import duration_arg, time_arg
-from netgap.trace_source import DEFAULT_SOURCE, JaegerQuery
+from netgap.trace_source import DEFAULT_SOURCE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,15 +81,17 @@ def run(args: argparse.Namespace) -> int:
     bucket_ns = args.bucket or (
         max((end_ns - start_ns) // 60, 1_000_000_000) if args.plot else None
     )
-    with _open_source(args, trace_url or DEFAULT_SOURCE) as source:
-        report = build_report(source, args.service, start_ns, end_ns, bucket_ns, args.limit)
+    with open_trace_source(trace_url or DEFAULT_SOURCE, args.store) as source:
+        report = breakdown_report(source, args.service, start_ns, end_ns, bucket_ns, args.limit)
         if args.baseline:
-            baseline = _baseline(source, args)
-            report["baseline"] = {k: baseline[k] for k in ("start_ns", "end_ns", "source")}
-            report["diagnosis"] = diagnosis(report["summary"], baseline["summary"])
+            report.compare(baseline_report(source, args.baseline, args.service, args.limit))
     if metric is not None:
-        metric["disagreements"] = agreement(metric, report["summary"])
-        report["metric"] = metric
+        report.add_metric(metric)
+    _print(args, report.as_json())
+    return 0
+
+
+def _print(args: argparse.Namespace, report: dict[str, Any]) -> None:
     if args.plot:
         plot(report, args.plot)
     if args.json:
@@ -103,7 +102,6 @@ def run(args: argparse.Namespace) -> int:
         print(table(report))
         if args.plot:
             print(f"\nplot written to {args.plot}")
-    return 0
 
 
 def _sources(args: argparse.Namespace) -> tuple[str | None, str | None]:
@@ -128,59 +126,6 @@ def _metric_only(
     return 0
 
 
-def _open_source(args: argparse.Namespace, url: str) -> JaegerQuery | Store:
-    if args.store is None:
-        return JaegerQuery(url)
-    if not args.store.is_file():
-        raise UsageError(f"--store {args.store}: no such file (the --db of `netgap collect`)")
-    return Store(args.store)
-
-
-def build_report(
-    source: JaegerQuery | Store,
-    service: str,
-    start_ns: int,
-    end_ns: int,
-    bucket_ns: int | None = None,
-    limit: int | None = None,
-) -> dict[str, Any]:
-    """The report of the traces with a span of `service` starting in [start_ns, end_ns), the
-    earliest-starting first (`limit`: at most that many), read over the query API or, from a
-    local Store, with its lean read (Store.find_breakdowns): the same numbers either way."""
-    aggregate = Aggregate(bucket_ns)
-    aggregate.add_all(breakdowns(source, service, start_ns, end_ns, limit))
-    return {
-        "source": source.base_url if isinstance(source, JaegerQuery) else str(source.path),
-        "service": service,
-        "start_ns": start_ns,
-        "end_ns": end_ns,
-        "bucket_ns": bucket_ns,
-        "summary": aggregate.summary(),
-    }
-
-
-def breakdowns(
-    source: JaegerQuery | Store,
-    service: str,
-    start_ns: int,
-    end_ns: int,
-    limit: int | None = None,
-) -> Iterable[TraceBreakdown | Chain]:
-    """The breakdown of every trace build_report reports on, in the order it adds them."""
-    if isinstance(source, Store):
-        query = TraceQuery(
-            start_min_ns=start_ns,
-            start_max_ns=end_ns,
-            service=service,
-            limit=_UNLIMITED if limit is None else limit,
-        )
-        return source.find_breakdowns(query, oldest_first=True)
-    return source.breakdowns(service, start_ns, end_ns, limit=limit)
-
-
-_UNLIMITED = 2**62
-
-
 def _window(args: argparse.Namespace) -> tuple[int, int]:
     if args.since and (args.start or args.end):
         raise UsageError("--since cannot be combined with --start/--end")
@@ -189,25 +134,3 @@ def _window(args: argparse.Namespace) -> tuple[int, int]:
     if start_ns >= end_ns:
         raise UsageError("--start must be before --end")
     return start_ns, end_ns
-
-
-def _baseline(source: JaegerQuery | Store, args: argparse.Namespace) -> dict[str, Any]:
-    text: str = args.baseline
-    if ".." in text and not Path(text).exists():
-        lo, _, hi = text.partition("..")
-        try:
-            start_ns, end_ns = time_arg(lo), time_arg(hi)
-        except argparse.ArgumentTypeError as exc:
-            raise UsageError(f"--baseline {text}: {exc}") from None
-        if start_ns >= end_ns:
-            raise UsageError(f"--baseline {text}: the start must be before the end")
-        return build_report(source, args.service, start_ns, end_ns, None, args.limit)
-    try:
-        saved = json.loads(Path(text).read_text())
-    except OSError as exc:
-        raise UsageError(f"--baseline {text}: cannot read it ({exc.strerror})") from None
-    except ValueError:
-        raise UsageError(f"--baseline {text}: not a JSON report of netgap breakdown") from None
-    if not isinstance(saved, dict) or "summary" not in saved:
-        raise UsageError(f"--baseline {text}: not a JSON report of netgap breakdown --json")
-    return saved

@@ -20,7 +20,8 @@ import logging
 import re
 from pathlib import Path
 
-from netgap.collector.server import Address, Collector, Settings, parse_address, run_until_signalled
+from netgap.address import Address, parse_address
+from netgap.collector.server import Collector, Settings, run_until_signalled
 from netgap.timeparse import NS_PER_S, TimeFormatError, parse_go_duration_ns
 from netgap.tracepage import page_routes
 

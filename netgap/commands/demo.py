@@ -18,8 +18,8 @@ from types import FrameType
 
 import httpx
 
+from netgap.analysis import build_report
 from netgap.argtypes import non_negative_float, port
-from netgap.commands.breakdown import build_report
 from netgap.errors import NetgapError
 from netgap.lab import LineUp, Logs, collector, export_env, tier, url
 from netgap.loadgen import LoadConfig, run_load

@@ -22,7 +22,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from netgap import aio
-from netgap.collector.server import Address, parse_address
+from netgap.address import Address, parse_address
 from netgap.commands import fault_k8s
 from netgap.commands.fault_flags import add_fault_arguments, fault_changes, faults_from_args
 from netgap.errors import UsageError

@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from netgap.collector.server import Address
+from netgap.address import Address
 from netgap.errors import NetgapError, UsageError
 from netgap.fault.spec import Faults, FaultSpecError
 

@@ -27,7 +27,7 @@ import socket
 import struct
 from typing import cast
 
-from netgap.collector.server import Address
+from netgap.address import Address
 from netgap.fault.conditions import Conditions, Loss
 from netgap.fault.link import Link
 from netgap.fault.spec import Faults

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 
-from netgap.collector.server import Address
+from netgap.address import Address
 
 # The proxy's log (`netgap fault proxy -v` raises it), whichever of its modules writes.
 log = logging.getLogger("netgap.fault.proxy")

@@ -6,8 +6,8 @@ written to scenario.json."""
 from typing import Any
 
 from netgap import promtext
+from netgap.analysis import build_report
 from netgap.breakdown import edge_name
-from netgap.commands.breakdown import build_report
 from netgap.fault.spec import Faults
 from netgap.scenario import answers, kernel, model
 from netgap.scenario.config import (

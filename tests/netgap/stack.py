@@ -4,7 +4,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from netgap.collector.server import Address, Collector, Settings, serving_in_thread
+from netgap.address import Address
+from netgap.collector.server import Collector, Settings, serving_in_thread
 from netgap.tracepage import page_routes
 
 ANY_PORT = Address("127.0.0.1", 0)

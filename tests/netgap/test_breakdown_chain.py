@@ -8,9 +8,10 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netgap.breakdown import NEW, REUSED, UNKNOWN, Chain, LeanSpan, break_down, break_down_chain
-from netgap.collector.otlp_proto import span_to_pb
+from netgap.breakdown import NEW, REUSED, UNKNOWN, break_down
+from netgap.collector.chains import Chain, LeanSpan, break_down_chain
 from netgap.model import CLIENT, INTERNAL, Span
+from netgap.otlp_proto import span_to_pb
 from tests.netgap.collector.odd_traces import lab_trace
 from tests.netgap.traces import chain as known_chain
 from tests.netgap.traces import span as make_span

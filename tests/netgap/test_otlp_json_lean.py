@@ -10,10 +10,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from netgap.breakdown import RETRANSMITS_KEY, SRTT_KEY, Chain, break_down
+from netgap.breakdown import RETRANSMITS_KEY, SRTT_KEY, break_down
+from netgap.collector.chains import Chain
 from netgap.model import CLIENT, Span
-from netgap.otlp_fast import breakdowns_from_bytes
-from netgap.otlp_json import OtlpJsonError, breakdowns_from_json, json_from_spans, spans_from_json
+from netgap.otlp_fast import breakdowns_from_bytes, breakdowns_from_json
+from netgap.otlp_json import OtlpJsonError, json_from_spans, spans_from_json
 from tests.netgap.collector.odd_traces import lab_trace
 
 

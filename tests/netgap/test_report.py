@@ -4,7 +4,8 @@ builds them (Chains into an Aggregate), compared as `--baseline` compares two wi
 from typing import Any
 
 from netgap.aggregate import Aggregate
-from netgap.breakdown import REUSED, Chain
+from netgap.breakdown import REUSED
+from netgap.collector.chains import Chain
 from netgap.report import diagnosis, table
 
 MS = 1_000_000

@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from netgap.aggregate import Aggregate
-from netgap.breakdown import REUSED, Chain
+from netgap.breakdown import REUSED
+from netgap.collector.chains import Chain
 from netgap.report import plot, plot_colors
 from tests.netgap.pixels import columns, image, rgb
 

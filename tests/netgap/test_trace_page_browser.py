@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from netgap.collector.server import Address
+from netgap.address import Address
 from netgap.fault.spec import Faults
 from netgap.model import CLIENT, INTERNAL, SERVER, Span
 from netgap.otlp_json import spans_from_json

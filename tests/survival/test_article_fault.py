@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from netgap.collector.server import Address
+from netgap.address import Address
 from tests.harness import OtlpReceiver, api_tier, running, web_tier
 from tests.netgap.fault.test_fault_command import fault_proxy, netgap
 from tests.survival.lab import ConnectionCount, netgap_load, served

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from netgap.collector.server import Address
+from netgap.address import Address
 from netgap.fault.spec import Faults
 from tests.harness import OtlpReceiver, Span, Tier, api_tier, running, web_tier
 from tests.netgap.fault.conftest import running_proxy

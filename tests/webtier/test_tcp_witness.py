@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from netgap.collector.server import Address
+from netgap.address import Address
 from netgap.fault.spec import Faults
 from netgap.promtext import histogram
 from tests.harness import OtlpReceiver, Span, Tier, api_tier, running, web_tier

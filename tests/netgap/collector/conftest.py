@@ -10,7 +10,8 @@ import httpx
 import pytest
 from starlette.routing import BaseRoute
 
-from netgap.collector.server import Address, Collector, Settings, serving_in_thread
+from netgap.address import Address
+from netgap.collector.server import Collector, Settings, serving_in_thread
 from netgap.collector.store import Store
 
 LOCAL = Address("127.0.0.1", 0)  # any free port

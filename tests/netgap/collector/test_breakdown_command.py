@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 
-from netgap.collector.otlp_proto import request_from_spans
 from netgap.collector.server import Collector
 from netgap.model import Span
+from netgap.otlp_proto import request_from_spans
 from tests.harness import ROOT
 from tests.netgap.traces import BASE, MS, chain
 

@@ -6,11 +6,12 @@ import random
 import httpx
 
 from netgap.aggregate import Aggregate
-from netgap.breakdown import Chain, TraceBreakdown, break_down
-from netgap.collector.otlp_proto import request_from_spans
+from netgap.breakdown import TraceBreakdown, break_down
+from netgap.collector.chains import Chain
+from netgap.collector.records import TraceQuery
 from netgap.collector.server import Collector
-from netgap.collector.store import TraceQuery
 from netgap.model import Span
+from netgap.otlp_proto import request_from_spans
 from netgap.trace_source import JaegerQuery
 from tests.netgap.collector.odd_traces import BASE_NS, lab_trace
 from tests.netgap.traces import BASE, MS, chain

@@ -18,7 +18,7 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from netgap.collector.server import Address
+from netgap.address import Address
 from netgap.commands import collect as collect_module
 from tests.harness import ROOT
 from tests.netgap.collector.spans import hex_id, sdk_trace

@@ -24,10 +24,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from netgap.collector.otlp_proto import request_from_spans, spans_from_request
 from netgap.collector.server import Collector, serving_in_thread
 from netgap.model import Span
 from netgap.otlp_json import json_from_spans
+from netgap.otlp_proto import request_from_spans, spans_from_request
 from tests.netgap.collector.conftest import local_settings
 from tests.netgap.collector.spans import NOW_NS, new_trace_id, two_tier_trace
 

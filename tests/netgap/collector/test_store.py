@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from netgap.collector.store import Store, StoreError, TraceQuery, UnstorableSpanError
+from netgap.collector.records import StoreError, TraceQuery, UnstorableSpanError
+from netgap.collector.store import Store
 from netgap.model import CLIENT, INTERNAL, Event
 from tests.netgap.collector.spans import MS, NOW_NS, S, make_span, new_trace_id, two_tier_trace
 

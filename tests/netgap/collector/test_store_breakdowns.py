@@ -20,11 +20,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from netgap.aggregate import Aggregate
-from netgap.breakdown import Chain, TraceBreakdown, break_down
-from netgap.collector.otlp_proto import request_from_spans
-from netgap.collector.store import Store, TraceQuery
+from netgap.breakdown import TraceBreakdown, break_down
+from netgap.collector.chains import Chain
+from netgap.collector.records import TraceQuery
+from netgap.collector.store import Store
 from netgap.model import CLIENT, SERVER, Span
 from netgap.otlp_json import json_from_spans
+from netgap.otlp_proto import request_from_spans
 from tests.netgap.collector.odd_traces import BASE_NS, lab_trace
 
 EVERYTHING = TraceQuery(start_min_ns=0, start_max_ns=2**63 - 1, limit=10**9)

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from netgap.collector.otlp_proto import request_from_spans
+from netgap.analysis import build_report
 from netgap.collector.server import Collector, serving_in_thread
-from netgap.commands.breakdown import build_report
+from netgap.otlp_proto import request_from_spans
 from netgap.trace_source import JaegerQuery
 from tests.harness import ROOT
 from tests.netgap.collector.conftest import local_settings

@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from netgap.collector.server import Address, Collector
+from netgap.address import Address
+from netgap.collector.server import Collector
 from netgap.fault.spec import Faults
 from netgap.timeparse import format_rfc3339_ns
 from tests.harness import ROOT, Tier, api_tier, free_port, running, web_tier

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from netgap.collector.server import Address
+from netgap.address import Address
 from netgap.fault.control import ControlServer
 from netgap.fault.proxy import CONNECT_TIMEOUT_S, FaultProxy
 from netgap.fault.spec import Faults

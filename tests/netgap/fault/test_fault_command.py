@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from netgap.address import Address, parse_address
 from netgap.cli import build_parser
-from netgap.collector.server import Address, parse_address
 from netgap.commands.fault_flags import fault_changes, faults_from_args
 from netgap.fault.spec import Faults
 from tests.harness import ROOT, free_port

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 import uvloop
 
-from netgap.collector.server import Address
+from netgap.address import Address
 from netgap.fault.conditions import Loss
 from netgap.fault.link import RTO_MIN_S, retransmission_timeout_s
 from netgap.fault.spec import Faults

@@ -1,6 +1,10 @@
 """OTLP protobuf messages <-> netgap.model.Span, the way netgap.otlp_json reads and writes
 OTLP/JSON: ids as lowercase hex, a bytes attribute as its base64 text (as OTLP/JSON writes it),
 an empty AnyValue as None.
+
+`value` and `attributes` are the one decoder of protobuf AnyValues and attribute lists: the
+collector (ingest, the store) and the readers above it (otlp_json, collector.chains) all
+use these.
 """
 
 import base64
