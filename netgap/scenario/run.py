@@ -4,7 +4,7 @@
   load -> web tier -> fault proxy -> API tier
 
 The lab's processes come from netgap.lab; the phases (faults at their edges, a load generator
-each) from netgap.scenario.phases; reading back from netgap.scenario.result. Faults are cleared
+each) from netgap.scenario.phases; reading back from netgap.scenario.readback. Faults are cleared
 again on the way out whatever happened. When the load has drained, the tiers are stopped first
 (a graceful stop flushes their last spans), then the traces are read back from the collector,
 phase by phase, and the collector is stopped.
@@ -29,7 +29,7 @@ from netgap.scenario import kernel, model
 from netgap.scenario.config import ScenarioConfig, api_keepalive_s, fault_faults, fault_phase
 from netgap.scenario.exchange import measure_exchange
 from netgap.scenario.phases import clear_faults, run_phases
-from netgap.scenario.result import injector_of, link_of, load_of, read_back
+from netgap.scenario.readback import injector_of, link_of, load_of, read_back
 from netgap.supervisor import check_port_free
 
 WARM_UP_REQUESTS = 5
