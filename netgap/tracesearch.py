@@ -222,9 +222,18 @@ class Scatter:
         ))  # fmt: skip
         out += [
             f'  <a href="/trace/{dot.trace_id}">'
-            + mark("circle", {"class": "dot", "data-trace": dot.trace_id,
-                              "data-remote-ms": f"{dot.remote_ms:.6f}", "cx": dot.x, "cy": dot.y,
-                              "r": 4}, title=dot.title)  # fmt: skip
+            + mark(
+                "circle",
+                {
+                    "class": "dot",
+                    "data-trace": dot.trace_id,
+                    "data-remote-ms": f"{dot.remote_ms:.6f}",
+                    "cx": dot.x,
+                    "cy": dot.y,
+                    "r": 4,
+                },
+                title=dot.title,
+            )
             + "</a>"
             for dot in self.dots
         ]

@@ -69,7 +69,7 @@ from netgap.fault.spec import (
     parse_fraction,
     parse_rate_bps,
 )
-from netgap.scenario import answers, kernel, report
+from netgap.scenario import answers, diagnosis, kernel, plots, report, text
 from netgap.scenario.run import (
     Interrupted,
     Phase,
@@ -311,12 +311,12 @@ def run(args: argparse.Namespace) -> int:
         return 130
     json_path, html_path = report.write(result, config.out)
     print()
-    print(report.table(result))
-    print(answers.summary_line(result))
+    print(text.table(result))
+    print(answers.summary_line(result.answers_by_phase()))
     print()
-    print(result["diagnosis"])
-    if report.testified(result):
-        print(f"\nThe kernel (TCP_INFO): {report.kernel_note(result)}")
+    print(result.diagnosis)
+    if plots.testified(result):
+        print(f"\nThe kernel (TCP_INFO): {diagnosis.kernel_note(result)}")
     print(f"\nreport: {html_path}\n  json: {json_path}", flush=True)
     return 0
 

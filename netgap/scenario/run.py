@@ -22,7 +22,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -37,8 +37,20 @@ from netgap.fault.control import FAULTS_PATH
 from netgap.fault.spec import Faults
 from netgap.loadgen import LoadConfig, LoadGenerator, LoadResult
 from netgap.scenario import answers, kernel, model
-from netgap.scenario.report import ENDS, diagnose, nice_step
+from netgap.scenario.diagnosis import diagnose
+from netgap.scenario.result import (
+    KernelInfo,
+    LoadCounts,
+    MetricRemote,
+    ModelInputs,
+    PhaseResult,
+    ScenarioResult,
+    Series,
+    Settings,
+    WireExchange,
+)
 from netgap.supervisor import Child, check_port_free, pin_apart
+from netgap.svg import nice_step
 from netgap.trace_source import JaegerQuery
 
 WEB_SERVICE = "webtier"
@@ -130,7 +142,7 @@ class Interrupted(Exception):
 # -- the whole run
 
 
-def run_scenario(config: ScenarioConfig, say: Say) -> dict[str, Any]:
+def run_scenario(config: ScenarioConfig, say: Say) -> ScenarioResult:
     """Runs every phase and returns the report's data (the JSON written)."""
     if config.kernel:
         kernel.preflight(_fault_faults(config), say)
@@ -144,7 +156,7 @@ def run_scenario(config: ScenarioConfig, say: Say) -> dict[str, Any]:
             return _run(config, lab, say)
 
 
-def _run(config: ScenarioConfig, lab: kernel.Overlay | None, say: Say) -> dict[str, Any]:
+def _run(config: ScenarioConfig, lab: kernel.Overlay | None, say: Say) -> ScenarioResult:
     collector, api, proxy, web = _children(config, lab)
     children = [child for child in (collector, api, proxy, web) if child is not None]
     client_side = [child for child in (proxy, web) if child is not None]
@@ -579,141 +591,98 @@ def _result(
     exchange: model.Exchange,
     cores: dict[str, list[int]] | None,
     lab: kernel.Overlay | None = None,
-) -> dict[str, Any]:
+) -> ScenarioResult:
     start_ns, end_ns = runs[0].start_ns, runs[-1].end_ns
     injector = _injector(lab)
     settle_ns = round(config.settle_s * 1e9)
     names = component_names()
     edge = edge_name(WEB_SERVICE, API_SERVICE)
     query_url = config.url(config.ports.query, "")
+    answered = answers.by_phase(config.logs / "webtier.log", [run.load_start_ns for run in runs])
     phases = []
     with JaegerQuery(query_url) as source:
-        for run in runs:
+        for run, by_cause in zip(runs, answered, strict=True):
             lo, hi = run.start_ns + settle_ns, run.end_ns - settle_ns
             summary = build_report(source, WEB_SERVICE, lo, hi)["summary"]
-            phases.append(_phase_result(config, run, lo, hi, summary, exchange, edge, injector))
+            measured = Measured(lo, hi, summary, names, by_cause)
+            phases.append(_phase_result(config, run, measured, exchange, edge, injector))
         bucket = bucket_ns(end_ns - start_ns)
         whole = build_report(source, WEB_SERVICE, start_ns, end_ns, bucket)["summary"]
-    answered = answers.by_phase(config.logs / "webtier.log", [run.load_start_ns for run in runs])
-    for phase, by_cause in zip(phases, answered, strict=True):
-        phase["component_names"] = names
-        phase["answers"] = by_cause  # the web tier's, by cause (netgap.scenario.answers)
-    result: dict[str, Any] = {
-        "netgap_scenario": 1,
-        "start_ns": start_ns,
-        "end_ns": end_ns,
-        "config": {
-            "host": config.host,
-            "rate": config.rate,
-            "settle_s": config.settle_s,
-            "api_timeout_s": config.api_timeout_s,
-            "api_keepalive_s": api_keepalive_s(config),
-            "query_delay_ms": config.query_delay_ms,
-            "seed": config.seed,
-            "cores": cores,
-            "phases": {phase.name: phase.duration_s for phase in config.phases},
-            "kernel": config.kernel,
-        },
-        "faults": _fault_json(config),
-        "faults_text": _faults_text(config),
-        "component_names": names,
-        "exchange": {
-            "request_bytes": exchange.request_bytes,
-            "response_bytes": exchange.response_bytes,
-            "source": "one exchange with the API tier, the request as the web tier sends it",
-        },
-        "phases": phases,
-        "series": _series(whole, bucket, names, edge),
-        "model": _model_json(config, phases, exchange, injector),
-        "kernel": None if lab is None else lab.to_json(_fault_faults(config)),
-    }
-    result["diagnosis"] = diagnose(result)
-    return result
+    result = ScenarioResult(
+        start_ns=start_ns,
+        end_ns=end_ns,
+        config=Settings(
+            host=config.host,
+            rate=config.rate,
+            settle_s=config.settle_s,
+            api_timeout_s=config.api_timeout_s,
+            api_keepalive_s=api_keepalive_s(config),
+            query_delay_ms=config.query_delay_ms,
+            seed=config.seed,
+            cores=cores,
+            phases={phase.name: phase.duration_s for phase in config.phases},
+            kernel=config.kernel,
+        ),
+        faults=_fault_json(config),
+        faults_text=_faults_text(config),
+        component_names=names,
+        exchange=WireExchange.of(exchange),
+        phases=phases,
+        series=Series.of(whole, bucket, names, edge),
+        model=_model(config, phases, exchange, injector),
+        kernel=None if lab is None else KernelInfo(**lab.to_json(_fault_faults(config))),
+    )
+    return replace(result, diagnosis=diagnose(result))
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What was read back for one phase: its statistics' window, the breakdown's summary of
+    it, and the web tier's answers by cause (netgap.scenario.answers)."""
+
+    lo: int
+    hi: int
+    summary: dict[str, Any]
+    names: dict[str, str]
+    answers: dict[str, int]
 
 
 def _phase_result(
     config: ScenarioConfig,
     run: PhaseRun,
-    lo: int,
-    hi: int,
-    summary: dict[str, Any],
+    measured: Measured,
     exchange: model.Exchange,
     edge: str,
     injector: model.Injector = model.PROXY,
-) -> dict[str, Any]:
+) -> PhaseResult:
+    summary = measured.summary
     edges = summary["edges"].get(edge, {})
     new, reused = edges.get("new_connections", 0), edges.get("reused_connections", 0)
     share = new / (new + reused) if new + reused else 0.0
-    phase: dict[str, Any] = {
-        "name": run.phase.name,
-        "start_ns": run.start_ns,
-        "end_ns": run.end_ns,
-        "measured_start_ns": lo,
-        "measured_end_ns": hi,
-        "faults": run.phase.faults.to_json(),
-        "faults_active": run.phase.faults.active,
-        "faults_text": run.phase.faults.describe(),
-        "load": run.load.to_dict(),
-        "traces": summary["traces"],
-        "components": summary["components"],
-        "edges": summary["edges"],
-        "data_quality": summary["data_quality"],
-        "new_connection_share": share,
-        "metric_remote": _metric_remote(run.remote),
-        "expected": None,
-    }
+    expected = None
     if run.phase.faults.active:
         load = load_of(config, run.phase, share)
-        expectation = model.expect(link_of(run.phase.faults), exchange, load, injector)
-        phase["expected"] = expectation.to_json()
-    return phase
-
-
-def _metric_remote(remote: promtext.Histogram) -> dict[str, Any]:
-    """The phase's netgap_remote_seconds in ns, as the trace-based parts are: every call that
-    ended in the phase (no settle margin: it counts by when a call ended, not began)."""
-    stats = {"p50": remote.quantile(0.5), "p99": remote.quantile(0.99), "mean": remote.mean()}
-    return {
-        "calls": round(remote.count),
-        **{name: None if value is None else value * 1e9 for name, value in stats.items()},
-    }
-
-
-def _series(
-    summary: dict[str, Any], bucket: int, names: dict[str, str], edge: str
-) -> dict[str, Any]:
-    parts = {part: name for part, name in names.items() if part != "total"}
-    return {
-        "bucket_ns": bucket,
-        "buckets": [
-            {
-                "start_ns": b["start_ns"],
-                "traces": b["traces"],
-                "p50": {
-                    part: b["components"].get(name, {}).get("p50", 0)
-                    for part, name in parts.items()
-                },
-                "tcp": _bucket_testimony(b.get("edges", {}).get(edge, {})),
-            }
-            for b in summary["buckets"]
-        ],
-    }
-
-
-def _bucket_testimony(edge: dict[str, Any]) -> dict[str, Any]:
-    """The kernel's view of the edge in one bucket, per end that testified ("web": the web
-    tier's CLIENT spans, "api": the API tier's SERVER spans): srtt p50 (ns) and
-    retransmissions per request."""
-    out = {}
-    for end, key, *_ in ENDS:
-        tcp = edge.get(key)
-        if tcp:
-            out[end] = {
-                "calls": tcp["calls"],
-                "srtt_p50": tcp["srtt"]["p50"],
-                "retransmits_mean": tcp["retransmits"]["mean"],
-            }
-    return out
+        expected = model.expect(link_of(run.phase.faults), exchange, load, injector)
+    return PhaseResult(
+        name=run.phase.name,
+        start_ns=run.start_ns,
+        end_ns=run.end_ns,
+        measured_start_ns=measured.lo,
+        measured_end_ns=measured.hi,
+        faults=run.phase.faults.to_json(),
+        faults_active=run.phase.faults.active,
+        faults_text=run.phase.faults.describe(),
+        load=LoadCounts(**run.load.to_dict()),
+        traces=summary["traces"],
+        components=summary["components"],
+        edges=summary["edges"],
+        data_quality=summary["data_quality"],
+        new_connection_share=share,
+        metric_remote=MetricRemote.of(run.remote),
+        expected=expected,
+        component_names=measured.names,
+        answers=measured.answers,
+    )
 
 
 def _fault_faults(config: ScenarioConfig) -> Faults:
@@ -731,30 +700,15 @@ def _faults_text(config: ScenarioConfig) -> str:
     return "no faults" if phase is None else phase.faults.describe()
 
 
-def _model_json(
+def _model(
     config: ScenarioConfig,
-    phases: list[dict[str, Any]],
+    phases: list[PhaseResult],
     exchange: model.Exchange,
     injector: model.Injector = model.PROXY,
-) -> dict[str, Any] | None:
+) -> ModelInputs | None:
     phase = _fault_phase(config)
-    measured = next((p for p in phases if p["faults_active"]), None)
+    measured = next((p for p in phases if p.faults_active), None)
     if phase is None or measured is None:
         return None
-    link = link_of(phase.faults)
-    load = load_of(config, phase, measured["new_connection_share"])
-    return {
-        "injector": injector.name,
-        "link": {"latency_s": link.latency_s, "rate_bps": link.rate_bps, "loss": link.loss},
-        "load": {
-            "requests_per_s": load.requests_per_s,
-            "fault_s": load.fault_s,
-            "new_connection_share": load.new_connection_share,
-            "shared_cap": load.shared_cap,
-        },
-        "exchange": {
-            "request_bytes": exchange.request_bytes,
-            "response_bytes": exchange.response_bytes,
-        },
-        "expectation": model.expect(link, exchange, load, injector).to_json(),
-    }
+    load = load_of(config, phase, measured.new_connection_share)
+    return ModelInputs.of(injector, link_of(phase.faults), load, exchange)
