@@ -7,11 +7,11 @@ The breakdown's own numbers (a phase's components, edges and data quality) keep 
 the breakdown writes (netgap.breakdown, netgap.aggregate), as the JSON always has.
 """
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Self
 
 from netgap import promtext
-from netgap.scenario.model import Exchange, Expectation, Injector, Link, Load, Term, expect
+from netgap.scenario.model import Exchange, Expectation, Injector, Link, Load, expect
 
 # The three parts of a request's time, as the series keys them and the report names them.
 PARTS = (("web", "web self"), ("remote", "remote calls"), ("api", "API self"))
@@ -22,13 +22,14 @@ ENDS = (
     ("api", "tcp_callee", "API tier's end (its SERVER spans)", "#54a24b"),
 )
 
+Json = dict[str, Any]  # a JSON object, as written and read back
 Stats = dict[str, float]  # p50, p90, p99, max, mean (ns), as the breakdown sums them up
 Components = dict[str, Stats]  # by component name ("webtier self", ...)
-Edges = dict[str, dict[str, Any]]  # by edge ("webtier->apitier"): the breakdown's shape
-FaultsJson = dict[str, Any]  # netgap.fault.spec.Faults.to_json()
+Edges = dict[str, Json]  # by edge ("webtier->apitier"): the breakdown's shape
+FaultsJson = Json  # netgap.fault.spec.Faults.to_json()
 
 
-def _fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+def _fields(cls: type, data: Json) -> Json:
     """`data`'s keys that name fields of the dataclass `cls`."""
     names = {f.name for f in fields(cls)}
     return {k: v for k, v in data.items() if k in names}
@@ -92,7 +93,7 @@ class PhaseResult:
     traces: int
     components: Components
     edges: Edges
-    data_quality: dict[str, Any]
+    data_quality: Json
     new_connection_share: float
     metric_remote: MetricRemote
     expected: Expectation | None  # the model's, for a phase with faults
@@ -104,7 +105,7 @@ class PhaseResult:
         value = self.components.get(self.component_names[part], {}).get(stat)
         return None if value is None else float(value)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> Json:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["load"] = asdict(self.load)
         out["metric_remote"] = asdict(self.metric_remote)
@@ -112,25 +113,16 @@ class PhaseResult:
         return out
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Self:
+    def from_json(cls, data: Json) -> Self:
         expected = data.get("expected")
         return cls(
             **{
                 **_fields(cls, data),
                 "load": LoadCounts(**data["load"]),
                 "metric_remote": MetricRemote(**data["metric_remote"]),
-                "expected": None if expected is None else expectation_from_json(expected),
+                "expected": None if expected is None else Expectation.from_json(expected),
             }
         )
-
-
-def expectation_from_json(data: dict[str, Any]) -> Expectation:
-    """Expectation.to_json() read back (its total and dominant term follow from the terms)."""
-    return Expectation(
-        terms=tuple(Term(**term) for term in data["terms"]),
-        backlog_growth=data["backlog_growth_s_per_s"],
-        worst_wait_s=data["worst_queueing_wait_s"],
-    )
 
 
 @dataclass(frozen=True)
@@ -158,7 +150,7 @@ class Series:
     buckets: list[Bucket]
 
     @classmethod
-    def of(cls, summary: dict[str, Any], bucket: int, names: dict[str, str], edge: str) -> Self:
+    def of(cls, summary: Json, bucket: int, names: dict[str, str], edge: str) -> Self:
         """From the breakdown's summary of the whole run in buckets: each bucket's p50 per
         part and the kernel's view of `edge` at each end that testified ("web": the web
         tier's CLIENT spans, "api": the API tier's SERVER spans)."""
@@ -180,7 +172,7 @@ class Series:
         )
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Self:
+    def from_json(cls, data: Json) -> Self:
         buckets = [
             Bucket(**{**b, "tcp": {end: EndTestimony(**t) for end, t in b["tcp"].items()}})
             for b in data["buckets"]
@@ -188,7 +180,7 @@ class Series:
         return cls(data["bucket_ns"], buckets)
 
 
-def _testimony(edge: dict[str, Any]) -> dict[str, EndTestimony]:
+def _testimony(edge: Json) -> dict[str, EndTestimony]:
     return {
         end: EndTestimony(
             edge[key]["calls"], edge[key]["srtt"]["p50"], edge[key]["retransmits"]["mean"]
@@ -253,17 +245,17 @@ class ModelInputs:
         )
         return cls(injector.name, link, shape, exchange, expect(link, exchange, load, injector))
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> Json:
         return {**asdict(self), "expectation": self.expectation.to_json()}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Self:
+    def from_json(cls, data: Json) -> Self:
         return cls(
             data["injector"],
             Link(**data["link"]),
             ModelLoad(**data["load"]),
             Exchange(**data["exchange"]),
-            expectation_from_json(data["expectation"]),
+            Expectation.from_json(data["expectation"]),
         )
 
 
@@ -303,7 +295,7 @@ class ScenarioResult:
     model: ModelInputs | None
     kernel: KernelInfo | None
     diagnosis: str = ""  # netgap.scenario.diagnosis.diagnose's words
-    netgap_scenario: int = field(default=1)  # the JSON's version
+    netgap_scenario: int = 1  # the JSON's version
 
     def phase(self, name: str) -> PhaseResult | None:
         return next((phase for phase in self.phases if phase.name == name), None)
@@ -312,7 +304,7 @@ class ScenarioResult:
         """The web tier's answers by cause, per phase."""
         return {phase.name: phase.answers for phase in self.phases}
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> Json:
         """The report's JSON, keys in their order since the first version."""
         return {
             "netgap_scenario": self.netgap_scenario,
@@ -331,7 +323,7 @@ class ScenarioResult:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Self:
+    def from_json(cls, data: Json) -> Self:
         model, kernel = data.get("model"), data.get("kernel")
         return cls(
             **{
