@@ -44,10 +44,10 @@ def _time_x(result: ScenarioResult, height: int) -> tuple[X, float]:
     """The run's time axis (x of a time in ns, values outside at the edges), and its span (s)."""
     origin = result.start_ns
     span_s = max((result.end_ns - origin) / 1e9, 1e-3)
-    time = Linear(0.0, span_s)
+    time, plot = Linear(0.0, span_s), frame(height)
 
     def x(ns: float) -> float:
-        return frame(height).x(time.fraction((ns - origin) / 1e9))
+        return plot.x(time.fraction((ns - origin) / 1e9))
 
     return x, span_s
 
@@ -68,10 +68,10 @@ def svg_plot(result: ScenarioResult) -> str:
     unit, scale = ("s", 1e9) if top_ns >= 2e9 else ("ms", 1e6)
     top, step = rounded_top(top_ns / scale)
     x, span_s = _time_x(result, PLOT_HEIGHT)
-    level = Linear(0.0, top)
+    level, plot = Linear(0.0, top), frame(PLOT_HEIGHT)
 
     def y(value: float) -> float:
-        return frame(PLOT_HEIGHT).y(level.fraction(value))
+        return plot.y(level.fraction(value))
 
     out = _svg_open(
         "plot",
@@ -312,10 +312,10 @@ def _curve_value(what: str, value: float) -> str:
 def _log_axis(values: list[float], height: int = KERNEL_PLOT_HEIGHT) -> Axis:
     """Decades from below the smallest value (ns) to above the largest: srtt spans 10 us to
     10 s, remote time 100 us to 10 s."""
-    scale = Log.over(values)
+    scale, plot = Log.over(values), frame(height)
 
     def y(ns: float) -> float:
-        return frame(height).y(scale.fraction(ns))
+        return plot.y(scale.fraction(ns))
 
     return y, [(10.0**e, _decade(10.0**e)) for e in scale.decades()]
 
@@ -328,9 +328,9 @@ def _decade(ns: float) -> str:
 
 def _linear_axis(values: list[float]) -> Axis:
     top, step = rounded_top(max(max(values, default=0.0), 0.1))
-    level = Linear(0.0, top)
+    level, plot = Linear(0.0, top), frame(KERNEL_PLOT_HEIGHT)
 
     def y(value: float) -> float:
-        return frame(KERNEL_PLOT_HEIGHT).y(level.fraction(value))
+        return plot.y(level.fraction(value))
 
     return y, [(value, f"{value:g}") for value in ticks(top, max(1, round(top / step)))]
