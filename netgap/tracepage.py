@@ -5,6 +5,7 @@ one JAEGER_UI_URL works for both): a waterfall that draws each remote-calls gap 
 Server-rendered HTML and plain CSS: no script, no external asset, works offline.
 """
 
+import math
 import re
 import time
 from collections import defaultdict
@@ -23,6 +24,7 @@ from netgap.breakdown import PHASES, TraceBreakdown, break_down, connection_phas
 from netgap.collector.records import TraceQuery
 from netgap.model import CLIENT, KIND_NAMES, Span
 from netgap.report import clock
+from netgap.svg import Linear
 from netgap.trace_reading import KernelEnd, kernel_end, reading
 from netgap.tracesearch import SCAN, Found, Search, SearchError, found, parse_search, scatter
 
@@ -118,13 +120,17 @@ def trace_rows(
 
     for root in children.get("", []):
         visit(root, 0)
+    # the waterfall's time axis, in percent of its width (a bar at least 0.2% wide)
+    waterfall = Linear(0, horizon, clamp=False)
+
+    def pct(ns: int, least: float = -math.inf) -> float:
+        return max(100 * waterfall.fraction(ns), least)
+
     for row in rows:
-        row.left_pct = 100 * row.offset_ns / horizon
-        row.width_pct = max(100 * row.duration_ns / horizon, 0.2)
-        row.legs = [
-            (100 * left / horizon, max(100 * width / horizon, 0.2)) for left, width in row.legs_ns
-        ]
-        row.marks = [replace(m, left_pct=100 * m.offset_ns / horizon) for m in row.marks]
+        row.left_pct = pct(row.offset_ns)
+        row.width_pct = pct(row.duration_ns, 0.2)
+        row.legs = [(pct(left), pct(width, 0.2)) for left, width in row.legs_ns]
+        row.marks = [replace(m, left_pct=pct(m.offset_ns)) for m in row.marks]
     return rows, horizon
 
 

@@ -9,13 +9,13 @@ The page's query parameters are snake_case, like Jaeger's: `service`, `min_total
 `limit` (how many to list, at most MAX_LIMIT). A bad one is a 400 naming it.
 """
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from netgap.breakdown import TraceBreakdown
 from netgap.collector.chains import Chain
 from netgap.collector.records import Listings, TraceSummary
+from netgap.svg import Attribute, Frame, Linear, Log, grid_line, mark, y_tick
 from netgap.timeparse import TimeFormatError, parse_go_duration_ns
 
 DEFAULT_LOOKBACK_NS = 3600 * 10**9
@@ -184,8 +184,7 @@ _KEYS = {
 
 # -- the scatter plot ---------------------------------------------------------------------
 
-PLOT_W, PLOT_H = 900, 220
-LEFT, RIGHT, TOP, BOTTOM = 64, 40, 12, 30
+FRAME = Frame(width=900, height=220, left=64, right=40, top=12, bottom=30)
 FLOOR_NS = 1_000  # remote time at or below 1 us (or below zero) is drawn on the floor
 
 
@@ -203,8 +202,43 @@ class Scatter:
     dots: list[Dot]
     y_ticks: list[tuple[float, str]]  # (y, label) at each decade
     x_ticks: list[tuple[float, str]]
-    width: int = PLOT_W
-    height: int = PLOT_H
+    frame: Frame = FRAME
+
+    def svg(self) -> str:
+        """The plot as drawn on the page: a grid line per decade, five times, a dot per
+        trace linking to it."""
+        frame = self.frame
+        out = [
+            f'<svg id="scatter" width="{frame.width}" height="{frame.height}" '
+            f'viewBox="0 0 {frame.width} {frame.height}" role="img" aria-label="remote time of '
+            'each listed trace against its start, log scale">'
+        ]
+        out += [
+            "  " + grid_line(frame, y, closed=True, first=True) + y_tick(frame, y, label, True)
+            for y, label in self.y_ticks
+        ]
+        when: dict[str, Attribute] = {"y": frame.height - 10, "text-anchor": "middle"}
+        out.append("  " + "".join(
+            mark("text", {"class": "tick", "x": x, **when}, text=label) for x, label in self.x_ticks
+        ))  # fmt: skip
+        out += [
+            f'  <a href="/trace/{dot.trace_id}">'
+            + mark(
+                "circle",
+                {
+                    "class": "dot",
+                    "data-trace": dot.trace_id,
+                    "data-remote-ms": f"{dot.remote_ms:.6f}",
+                    "cx": dot.x,
+                    "cy": dot.y,
+                    "r": 4,
+                },
+                title=dot.title,
+            )
+            + "</a>"
+            for dot in self.dots
+        ]
+        return "\n".join([*out, "</svg>"])
 
 
 def scatter(traces: Sequence[TraceListing], clock: Callable[[int], str]) -> Scatter | None:
@@ -215,27 +249,24 @@ def scatter(traces: Sequence[TraceListing], clock: Callable[[int], str]) -> Scat
     lo_t, hi_t = min(starts), max(starts)
     if hi_t == lo_t:
         lo_t, hi_t = lo_t - 10**9, hi_t + 10**9
-    logs = [math.log10(max(t.remote_ms * 1e6, FLOOR_NS)) for t in traces]
-    lo_y, hi_y = math.floor(min(logs)), math.ceil(max(logs))
-    if hi_y == lo_y:
-        hi_y += 1
-    inner_w, inner_h = PLOT_W - LEFT - RIGHT, PLOT_H - TOP - BOTTOM
+    time, remote = Linear(lo_t, hi_t, clamp=False), Log.over([_floored(t) for t in traces])
 
     def x(ns: float) -> float:
-        return LEFT + inner_w * (ns - lo_t) / (hi_t - lo_t)
-
-    def y(log: float) -> float:
-        return TOP + inner_h * (hi_y - log) / (hi_y - lo_y)
+        return FRAME.x(time.fraction(ns))
 
     dots = [
-        Dot(t.trace_id, x(t.start_ns), y(log), t.remote_ms,
+        Dot(t.trace_id, x(t.start_ns), FRAME.y(remote.fraction(_floored(t))), t.remote_ms,
             f"{clock(t.start_ns)} remote {t.remote_ms:.3f} ms, total {t.total_ms:.3f} ms")
-        for t, log in zip(traces, logs, strict=True)
+        for t in traces
     ]  # fmt: skip
-    y_ticks = [(y(d), _decade(d)) for d in range(lo_y, hi_y + 1)]
+    y_ticks = [(FRAME.y(remote.fraction(10.0**d)), _decade(d)) for d in remote.decades()]
     x_ticks = [(x(lo_t + (hi_t - lo_t) * i / 4), clock(int(lo_t + (hi_t - lo_t) * i / 4))[11:19])
                for i in range(5)]  # fmt: skip
     return Scatter(dots, y_ticks, x_ticks)
+
+
+def _floored(trace: TraceListing) -> float:
+    return max(trace.remote_ms * 1e6, FLOOR_NS)
 
 
 def _decade(exponent: int) -> str:

@@ -30,13 +30,14 @@ connection closed or reset (it sends the call again, once, on a new connection).
 lets its idle connections go after 2 s (API_KEEPALIVE_EXPIRY_S), well below.
 
 Kernel mode (--kernel, root only): the API tier runs in a network namespace of its own
-(ngs-api-*), joined to the root namespace by a veth pair (198.51.100.1 web side, .2 API side),
-and the faults are the kernel's, on both veth ends: the cap a tbf (under an htb root with u32
-filters), the loss an iptables `statistic` rule, the latency netem's when the kernel has it.
+(ngs-api-*), routed to the root namespace through a hop namespace (ngs-hop-*) by two veth
+pairs (198.51.100.1 web side, .6 API side), and the faults are the kernel's, on both of the
+hop's egresses, as on a router: the cap a tbf (under an htb root with u32 filters), the loss
+an iptables `statistic` rule, the latency netem's when the kernel has it.
 Without netem the latency (and jitter) stays with a `netgap fault proxy` in front of the API,
 and the run says so. Only traffic to and from the API's port is faulted, not the API tier's
-span export to the collector across the same veth; in the story the agent's own export crossed
-the broken overlay too: a deliberate simplification. The namespace, the veth pair, every qdisc
+span export to the collector across the same hop; in the story the agent's own export crossed
+the broken overlay too: a deliberate simplification. The namespaces, the veth pairs, every qdisc
 and iptables rule are removed at the end, on Ctrl-C and SIGTERM too.
 
   netgap scenario --preset article
@@ -63,7 +64,7 @@ from netgap.commands import fault_flags
 from netgap.commands.fault_flags import SHAPING, add_fault_arguments
 from netgap.errors import UsageError
 from netgap.fault.spec import Faults
-from netgap.scenario import answers, kernel, report
+from netgap.scenario import answers, diagnosis, kernel, plots, report, text
 from netgap.scenario.config import Phase, Ports, ScenarioConfig
 from netgap.scenario.phases import Interrupted
 from netgap.scenario.run import run_scenario
@@ -139,7 +140,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kernel",
         action="store_true",
-        help="faults by tc and iptables on a veth pair, the API tier in a network namespace "
+        help="faults by tc and iptables on a routed hop, the API tier in a network namespace "
         "(root only; latency by the proxy where the kernel has no netem; see above)",
     )
     parser.add_argument(
@@ -244,12 +245,12 @@ def run(args: argparse.Namespace) -> int:
         return 130
     json_path, html_path = report.write(result, config.out)
     print()
-    print(report.table(result))
-    print(answers.summary_line(result))
+    print(text.table(result))
+    print(answers.summary_line(result.answers_by_phase()))
     print()
-    print(result["diagnosis"])
-    if report.testified(result):
-        print(f"\nThe kernel (TCP_INFO): {report.kernel_note(result)}")
+    print(result.diagnosis)
+    if plots.testified(result):
+        print(f"\nThe kernel (TCP_INFO): {diagnosis.kernel_note(result)}")
     print(f"\nreport: {html_path}\n  json: {json_path}", flush=True)
     return 0
 

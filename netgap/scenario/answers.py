@@ -17,7 +17,6 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 OK = "200"
 MS = 1_000_000
@@ -77,12 +76,11 @@ def failures(answers: dict[str, int]) -> str:
     return ", ".join(f"{name} x{n}" for name, n in answers.items() if name not in (OK, RETRIED))
 
 
-def summary_line(result: dict[str, Any]) -> str:
-    """One line for the end of a run: each phase's answers by cause."""
+def summary_line(answered: dict[str, dict[str, int]]) -> str:
+    """One line for the end of a run: each phase's answers by cause (by phase name)."""
     phases = [
-        f"{phase['name']} "
-        + ", ".join(f"{name} x{n}" for name, n in (phase.get("answers") or {}).items())
-        for phase in result["phases"]
+        f"{name} " + ", ".join(f"{cause} x{n}" for cause, n in by_cause.items())
+        for name, by_cause in answered.items()
     ]
     return "The web tier's answers by cause: " + "; ".join(phases) + "."
 

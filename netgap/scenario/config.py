@@ -52,7 +52,7 @@ class ScenarioConfig:
     seed: int | None  # the proxy's random draws
     out: Path
     pin: bool = True  # the API tier on a core, the web tier and the proxy on another
-    kernel: bool = False  # the faults on a veth hop by tc/iptables (netgap.scenario.kernel)
+    kernel: bool = False  # the faults on a routed hop by tc/iptables (netgap.scenario.kernel)
 
     @property
     def logs(self) -> Path:

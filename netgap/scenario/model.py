@@ -163,6 +163,15 @@ class Expectation:
             "terms": [term.to_json() for term in self.terms],
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Expectation":
+        """to_json() read back (its total and dominant term follow from the terms)."""
+        return cls(
+            terms=tuple(Term(**term) for term in data["terms"]),
+            backlog_growth=data["backlog_growth_s_per_s"],
+            worst_wait_s=data["worst_queueing_wait_s"],
+        )
+
 
 def segments(payload: int, injector: Injector) -> int:
     """Packets (or proxy reads) one message takes; even an empty one is a segment."""

@@ -1,11 +1,11 @@
 """A scenario run read back: each phase's breakdown from the collector (its edges minus the
 settle margin), the whole run's series for the plot, the web tier's answers by cause, the
-model's expectation beside the measured numbers, and the diagnosis; the report's data, as
-written to scenario.json."""
+model's expectation beside the measured numbers, and the diagnosis: a ScenarioResult, whose
+JSON is scenario.json."""
 
+from dataclasses import dataclass, replace
 from typing import Any
 
-from netgap import promtext
 from netgap.analysis import build_report
 from netgap.breakdown import edge_name
 from netgap.fault.spec import Faults
@@ -17,8 +17,20 @@ from netgap.scenario.config import (
     fault_faults,
     fault_phase,
 )
+from netgap.scenario.diagnosis import diagnose
 from netgap.scenario.phases import PhaseRun
-from netgap.scenario.report import ENDS, diagnose, nice_step
+from netgap.scenario.result import (
+    KernelInfo,
+    LoadCounts,
+    MetricRemote,
+    ModelInputs,
+    PhaseResult,
+    ScenarioResult,
+    Series,
+    Settings,
+    WireExchange,
+)
+from netgap.svg import nice_step
 from netgap.trace_source import JaegerQuery
 
 WEB_SERVICE = "webtier"
@@ -68,44 +80,52 @@ def read_back(
     exchange: model.Exchange,
     cores: dict[str, list[int]] | None,
     overlay: kernel.Overlay | None = None,
-) -> dict[str, Any]:
-    """The report's data (the JSON written): the run's settings, each phase read back from
-    the collector, the series, the model's expectation and the diagnosis."""
-    start_ns, end_ns = runs[0].start_ns, runs[-1].end_ns
+) -> ScenarioResult:
+    """The report's data: the run's settings, each phase read back from the collector, the
+    series, the model's expectation and the diagnosis."""
     injector = injector_of(overlay)
-    names = component_names()
     phases, series = _from_the_collector(config, runs, exchange, injector)
-    result: dict[str, Any] = {
-        "netgap_scenario": 1,
-        "start_ns": start_ns,
-        "end_ns": end_ns,
-        "config": {
-            "host": config.host,
-            "rate": config.rate,
-            "settle_s": config.settle_s,
-            "api_timeout_s": config.api_timeout_s,
-            "api_keepalive_s": api_keepalive_s(config),
-            "query_delay_ms": config.query_delay_ms,
-            "seed": config.seed,
-            "cores": cores,
-            "phases": {phase.name: phase.duration_s for phase in config.phases},
-            "kernel": config.kernel,
-        },
-        "faults": _fault_json(config),
-        "faults_text": _faults_text(config),
-        "component_names": names,
-        "exchange": {
-            "request_bytes": exchange.request_bytes,
-            "response_bytes": exchange.response_bytes,
-            "source": "one exchange with the API tier, the request as the web tier sends it",
-        },
-        "phases": phases,
-        "series": series,
-        "model": _model_json(config, phases, exchange, injector),
-        "kernel": None if overlay is None else overlay.to_json(fault_faults(config)),
-    }
-    result["diagnosis"] = diagnose(result)
-    return result
+    result = ScenarioResult(
+        start_ns=runs[0].start_ns,
+        end_ns=runs[-1].end_ns,
+        config=_settings(config, cores),
+        faults=_fault_json(config),
+        faults_text=_faults_text(config),
+        component_names=component_names(),
+        exchange=WireExchange.of(exchange),
+        phases=phases,
+        series=series,
+        model=_model(config, phases, exchange, injector),
+        kernel=None if overlay is None else KernelInfo(**overlay.to_json(fault_faults(config))),
+    )
+    return replace(result, diagnosis=diagnose(result))
+
+
+def _settings(config: ScenarioConfig, cores: dict[str, list[int]] | None) -> Settings:
+    return Settings(
+        host=config.host,
+        rate=config.rate,
+        settle_s=config.settle_s,
+        api_timeout_s=config.api_timeout_s,
+        api_keepalive_s=api_keepalive_s(config),
+        query_delay_ms=config.query_delay_ms,
+        seed=config.seed,
+        cores=cores,
+        phases={phase.name: phase.duration_s for phase in config.phases},
+        kernel=config.kernel,
+    )
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What was read back for one phase: its statistics' window, the breakdown's summary of
+    it, and the web tier's answers by cause (netgap.scenario.answers)."""
+
+    lo: int
+    hi: int
+    summary: dict[str, Any]
+    names: dict[str, str]
+    answers: dict[str, int]
 
 
 def _from_the_collector(
@@ -113,7 +133,7 @@ def _from_the_collector(
     runs: list[PhaseRun],
     exchange: model.Exchange,
     injector: model.Injector,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+) -> tuple[list[PhaseResult], Series]:
     """Each phase's part (its edges less the settle margin), with the web tier's answers by
     cause beside it, and the whole run's series."""
     start_ns, end_ns = runs[0].start_ns, runs[-1].end_ns
@@ -121,104 +141,55 @@ def _from_the_collector(
     names = component_names()
     edge = edge_name(WEB_SERVICE, API_SERVICE)
     query_url = config.url(config.ports.query, "")
+    answered = answers.by_phase(config.logs / "webtier.log", [run.load_start_ns for run in runs])
     phases = []
     with JaegerQuery(query_url) as source:
-        for run in runs:
+        for run, by_cause in zip(runs, answered, strict=True):
             lo, hi = run.start_ns + settle_ns, run.end_ns - settle_ns
             summary = build_report(source, WEB_SERVICE, lo, hi)["summary"]
-            phases.append(_phase_result(config, run, lo, hi, summary, exchange, edge, injector))
+            measured = Measured(lo, hi, summary, names, by_cause)
+            phases.append(_phase_result(config, run, measured, exchange, edge, injector))
         bucket = bucket_ns(end_ns - start_ns)
         whole = build_report(source, WEB_SERVICE, start_ns, end_ns, bucket)["summary"]
-    answered = answers.by_phase(config.logs / "webtier.log", [run.load_start_ns for run in runs])
-    for phase, by_cause in zip(phases, answered, strict=True):
-        phase["component_names"] = names
-        phase["answers"] = by_cause  # the web tier's, by cause (netgap.scenario.answers)
-    return phases, _series(whole, bucket, names, edge)
+    return phases, Series.of(whole, bucket, names, edge)
 
 
 def _phase_result(
     config: ScenarioConfig,
     run: PhaseRun,
-    lo: int,
-    hi: int,
-    summary: dict[str, Any],
+    measured: Measured,
     exchange: model.Exchange,
     edge: str,
     injector: model.Injector = model.PROXY,
-) -> dict[str, Any]:
+) -> PhaseResult:
+    summary = measured.summary
     edges = summary["edges"].get(edge, {})
     new, reused = edges.get("new_connections", 0), edges.get("reused_connections", 0)
     share = new / (new + reused) if new + reused else 0.0
-    phase: dict[str, Any] = {
-        "name": run.phase.name,
-        "start_ns": run.start_ns,
-        "end_ns": run.end_ns,
-        "measured_start_ns": lo,
-        "measured_end_ns": hi,
-        "faults": run.phase.faults.to_json(),
-        "faults_active": run.phase.faults.active,
-        "faults_text": run.phase.faults.describe(),
-        "load": run.load.to_dict(),
-        "traces": summary["traces"],
-        "components": summary["components"],
-        "edges": summary["edges"],
-        "data_quality": summary["data_quality"],
-        "new_connection_share": share,
-        "metric_remote": _metric_remote(run.remote),
-        "expected": None,
-    }
+    expected = None
     if run.phase.faults.active:
         load = load_of(config, run.phase, share)
-        expectation = model.expect(link_of(run.phase.faults), exchange, load, injector)
-        phase["expected"] = expectation.to_json()
-    return phase
-
-
-def _metric_remote(remote: promtext.Histogram) -> dict[str, Any]:
-    """The phase's netgap_remote_seconds in ns, as the trace-based parts are: every call that
-    ended in the phase (no settle margin: it counts by when a call ended, not began)."""
-    stats = {"p50": remote.quantile(0.5), "p99": remote.quantile(0.99), "mean": remote.mean()}
-    return {
-        "calls": round(remote.count),
-        **{name: None if value is None else value * 1e9 for name, value in stats.items()},
-    }
-
-
-def _series(
-    summary: dict[str, Any], bucket: int, names: dict[str, str], edge: str
-) -> dict[str, Any]:
-    parts = {part: name for part, name in names.items() if part != "total"}
-    return {
-        "bucket_ns": bucket,
-        "buckets": [
-            {
-                "start_ns": b["start_ns"],
-                "traces": b["traces"],
-                "p50": {
-                    part: b["components"].get(name, {}).get("p50", 0)
-                    for part, name in parts.items()
-                },
-                "tcp": _bucket_testimony(b.get("edges", {}).get(edge, {})),
-            }
-            for b in summary["buckets"]
-        ],
-    }
-
-
-def _bucket_testimony(edge: dict[str, Any]) -> dict[str, Any]:
-    """The kernel's view of the edge in one bucket, per end that testified ("web": the web
-    tier's CLIENT spans, "api": the API tier's SERVER spans): srtt p50 (ns) and
-    retransmissions per request."""
-    out = {}
-    for end, key, *_ in ENDS:
-        tcp = edge.get(key)
-        if tcp:
-            out[end] = {
-                "calls": tcp["calls"],
-                "srtt_p50": tcp["srtt"]["p50"],
-                "retransmits_mean": tcp["retransmits"]["mean"],
-            }
-    return out
+        expected = model.expect(link_of(run.phase.faults), exchange, load, injector)
+    return PhaseResult(
+        name=run.phase.name,
+        start_ns=run.start_ns,
+        end_ns=run.end_ns,
+        measured_start_ns=measured.lo,
+        measured_end_ns=measured.hi,
+        faults=run.phase.faults.to_json(),
+        faults_active=run.phase.faults.active,
+        faults_text=run.phase.faults.describe(),
+        load=LoadCounts(**run.load.to_dict()),
+        traces=summary["traces"],
+        components=summary["components"],
+        edges=summary["edges"],
+        data_quality=summary["data_quality"],
+        new_connection_share=share,
+        metric_remote=MetricRemote.of(run.remote),
+        expected=expected,
+        component_names=measured.names,
+        answers=measured.answers,
+    )
 
 
 def _fault_json(config: ScenarioConfig) -> dict[str, Any] | None:
@@ -231,30 +202,15 @@ def _faults_text(config: ScenarioConfig) -> str:
     return "no faults" if phase is None else phase.faults.describe()
 
 
-def _model_json(
+def _model(
     config: ScenarioConfig,
-    phases: list[dict[str, Any]],
+    phases: list[PhaseResult],
     exchange: model.Exchange,
     injector: model.Injector = model.PROXY,
-) -> dict[str, Any] | None:
+) -> ModelInputs | None:
     phase = fault_phase(config)
-    measured = next((p for p in phases if p["faults_active"]), None)
+    measured = next((p for p in phases if p.faults_active), None)
     if phase is None or measured is None:
         return None
-    link = link_of(phase.faults)
-    load = load_of(config, phase, measured["new_connection_share"])
-    return {
-        "injector": injector.name,
-        "link": {"latency_s": link.latency_s, "rate_bps": link.rate_bps, "loss": link.loss},
-        "load": {
-            "requests_per_s": load.requests_per_s,
-            "fault_s": load.fault_s,
-            "new_connection_share": load.new_connection_share,
-            "shared_cap": load.shared_cap,
-        },
-        "exchange": {
-            "request_bytes": exchange.request_bytes,
-            "response_bytes": exchange.response_bytes,
-        },
-        "expectation": model.expect(link, exchange, load, injector).to_json(),
-    }
+    load = load_of(config, phase, measured.new_connection_share)
+    return ModelInputs.of(injector, link_of(phase.faults), load, exchange)

@@ -9,8 +9,8 @@ again on the way out whatever happened. When the load has drained, the tiers are
 (a graceful stop flushes their last spans), then the traces are read back from the collector,
 phase by phase, and the collector is stopped.
 
-With --kernel (netgap.scenario.kernel) the API tier runs in a network namespace behind a veth
-pair, and the faults are tc/iptables rules on the veth, applied and reverted at the same
+With --kernel (netgap.scenario.kernel) the API tier runs in a network namespace behind a routed
+hop namespace, and the faults are tc/iptables rules on the hop, applied and reverted at the same
 edges (the latency still the proxy's when the kernel has no netem).
 """
 
@@ -18,7 +18,6 @@ import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
 
 import httpx
 
@@ -30,6 +29,7 @@ from netgap.scenario.config import ScenarioConfig, api_keepalive_s, fault_faults
 from netgap.scenario.exchange import measure_exchange
 from netgap.scenario.phases import clear_faults, run_phases
 from netgap.scenario.readback import injector_of, link_of, load_of, read_back
+from netgap.scenario.result import ScenarioResult
 from netgap.supervisor import check_port_free
 
 WARM_UP_REQUESTS = 5
@@ -37,7 +37,7 @@ WARM_UP_REQUESTS = 5
 Say = Callable[[str], None]
 
 
-def run_scenario(config: ScenarioConfig, say: Say) -> dict[str, Any]:
+def run_scenario(config: ScenarioConfig, say: Say) -> ScenarioResult:
     """Runs every phase and returns the report's data (the JSON written)."""
     if config.kernel:
         kernel.preflight(fault_faults(config), say)
@@ -51,7 +51,7 @@ def run_scenario(config: ScenarioConfig, say: Say) -> dict[str, Any]:
             return _run(config, overlay, say)
 
 
-def _run(config: ScenarioConfig, overlay: kernel.Overlay | None, say: Say) -> dict[str, Any]:
+def _run(config: ScenarioConfig, overlay: kernel.Overlay | None, say: Say) -> ScenarioResult:
     lineup = _lineup(config, overlay)
     control_url = config.url(config.ports.control, FAULTS_PATH) if lineup.proxy else None
     try:
@@ -99,7 +99,8 @@ def _api_url(config: ScenarioConfig, overlay: kernel.Overlay | None) -> str:
 
 def _lineup(config: ScenarioConfig, overlay: kernel.Overlay | None) -> lab.LineUp:
     """Collector, API tier, fault proxy (None: netem does every fault) and web tier. In kernel
-    mode the API tier runs in the namespace, and the collector takes spans on the veth."""
+    mode the API tier runs in the namespace, and the collector takes spans on the web side's
+    address, across the hop."""
     ports, host, logs = config.ports, config.host, lab.Logs(config.logs)
     api_host = _api_host(config, overlay)
     otlp_host = host if overlay is None else kernel.WEB_ADDRESS

@@ -8,8 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from netgap.scenario import answers, report
+from netgap.scenario import answers, text
+from netgap.scenario.result import LoadCounts
 from tests.harness import Tier, free_port, running, web_tier
+from tests.netgap.scenario.test_report import load
 from tests.servers import http_response, raw_http_server
 from tests.tierkit.test_exchange import h11_server
 
@@ -95,22 +97,19 @@ def test_the_failures_read_as_one_table_cell(by_cause: dict[str, int], cell: str
 
 
 def test_the_table_gives_the_web_tiers_causes_beside_the_loads_errors() -> None:
-    phase = {
-        "load": {"errors": 2, "errors_by_kind": {"5xx": 2}},
-        "answers": {"200": 28, "502 ConnectError": 2},
-    }
-    assert report._errors(phase) == "2 (5xx 2; web tier: 502 ConnectError x2)"
-    assert report._errors({"load": {"errors": 0, "errors_by_kind": {}}, "answers": {}}) == "0"
+    failed = LoadCounts(**load(sent=30, errors=2, errors_by_kind={"5xx": 2}))
+    answered = {"200": 28, "502 ConnectError": 2}
+    assert text.errors_cell(failed, answered) == "2 (5xx 2; web tier: 502 ConnectError x2)"
+    clean = LoadCounts(**load(sent=30, errors=0, errors_by_kind={}))
+    assert text.errors_cell(clean, {}) == "0"
 
 
 def test_the_summary_line_gives_every_phases_answers() -> None:
-    result = {
-        "phases": [
-            {"name": "baseline", "answers": {"200": 240}},
-            {"name": "fault", "answers": {"200": 440, "200 after a retry": 9, "504 timeout": 1}},
-        ]
+    answered = {
+        "baseline": {"200": 240},
+        "fault": {"200": 440, "200 after a retry": 9, "504 timeout": 1},
     }
-    assert answers.summary_line(result) == (
+    assert answers.summary_line(answered) == (
         "The web tier's answers by cause: baseline 200 x240;"
         " fault 200 x440, 200 after a retry x9, 504 timeout x1."
     )

@@ -21,7 +21,9 @@ from netgap.errors import UsageError
 from netgap.fault import tc
 from netgap.fault.spec import PRESETS, Faults
 from netgap.report import end_moved
-from netgap.scenario import kernel, model, report
+from netgap.scenario import diagnosis, kernel, model
+from netgap.scenario.page import kernel_lines
+from netgap.scenario.result import KernelInfo, ScenarioResult
 from tests.harness import ROOT
 from tests.netgap.fault.netns import missing
 from tests.netgap.scenario.test_scenario import assert_ports_free, free_ports, scenario_command
@@ -435,7 +437,7 @@ def test_the_report_says_how_the_faults_were_made(kernel_run: KernelRun) -> None
     assert "<h2>Kernel mode</h2>" in page
     assert "span export" in page
     assert "deliberate simplification" in page
-    lines = report.kernel_lines(kernel_run.result)
+    lines = kernel_lines(KernelInfo(**kernel_run.result["kernel"]))
     assert any(kernel_run.result["kernel"]["namespace"] in line for line in lines)
     if not kernel_run.result["kernel"]["netem"]:
         assert kernel.NO_NETEM in page
@@ -452,11 +454,11 @@ def test_the_kernels_curves_show_the_veths_faults(kernel_run: KernelRun) -> None
     before = phases["baseline"]["edges"]["webtier->apitier"]
     assert end_moved(fault["tcp_callee"], before["tcp_callee"])
     assert fault["tcp_callee"]["srtt"]["p50"] >= 10 * before["tcp_callee"]["srtt"]["p50"]
-    # the veth's loss and tbf's drops, resent by the API tier (the responses' sender), in the
+    # the hop's loss and tbf's drops, resent by the API tier (the responses' sender), in the
     # breakdown's own numbers
     assert fault["tcp_callee"]["retransmits"]["mean"] > 0
     assert before["tcp_callee"]["retransmits"]["mean"] == 0
-    note = report.kernel_note(result)
+    note = diagnosis.kernel_note(ScenarioResult.from_json(result))
     if not result["kernel"]["netem"]:
         assert not end_moved(fault["tcp"], before["tcp"])
         assert note.startswith("The API tier's end shows the fault and the web tier's does not")

@@ -1,6 +1,8 @@
 """The amplification model against the worked example of fault-tools.md, section 5: 500 ms each
 way, 50 kbit/s (6250 B/s), 1% loss, a 400 B request and a 300 B response."""
 
+import json
+
 import pytest
 
 from netgap.scenario import model
@@ -116,3 +118,10 @@ def test_json_names_the_dominant_term() -> None:
     data = model.expect(ARTICLE, EXAMPLE, Load(requests_per_s=30, fault_s=60)).to_json()
     assert data["dominant"] in {term["name"] for term in data["terms"]}
     assert data["total_s"] == pytest.approx(sum(term["seconds"] for term in data["terms"]))
+
+
+def test_json_reads_back_as_the_same_expectation() -> None:
+    expectation = model.expect(ARTICLE, EXAMPLE, Load(requests_per_s=30, fault_s=60))
+    again = model.Expectation.from_json(json.loads(json.dumps(expectation.to_json())))
+    assert again == expectation
+    assert again.to_json() == expectation.to_json()

@@ -9,8 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from markupsafe import escape
 
-from netgap.scenario import model, report
+from netgap import svg
+from netgap.scenario import diagnosis, model, plots, report, text
+from netgap.scenario.page import html_page
+from netgap.scenario.result import ScenarioResult
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -47,23 +51,76 @@ def phase(
         "end_ns": START + end_s * S,
         "faults_active": faulted,
         "faults_text": ARTICLE_TEXT if faulted else "no faults",
-        "load": {
-            "sent": 30 * (end_s - start_s),
-            "ok": 30 * (end_s - start_s) - (3 if faulted else 0),
-            "errors": 3 if faulted else 0,
-            "errors_by_kind": {"5xx": 3} if faulted else {},
-        },
+        "measured_start_ns": START + (start_s + 1) * S,
+        "measured_end_ns": START + (end_s - 1) * S,
+        "faults": {"latency": "500ms"} if faulted else {},
+        "load": load(
+            sent=30 * (end_s - start_s),
+            errors=3 if faulted else 0,
+            errors_by_kind={"5xx": 3} if faulted else {},
+        ),
         "traces": 30 * (end_s - start_s - 2),
         "components": parts,
-        "component_names": NAMES,
+        "edges": {},
+        "data_quality": {},
         "new_connection_share": 0.1 if faulted else 0.0,
+        "metric_remote": {"calls": 0, "p50": None, "p99": None, "mean": None},
         "expected": None,
+        "component_names": NAMES,
+        "answers": {},
         **extra,
     }
 
 
-def sample() -> dict[str, Any]:
+def load(sent: int, errors: int, errors_by_kind: dict[str, int]) -> dict[str, Any]:
+    """A phase's load as the load generator writes it (LoadResult.to_dict())."""
+    return {
+        "url": "http://127.0.0.1:8080/",
+        "arrivals": "uniform",
+        "rate_asked": 30.0,
+        "duration_asked_s": sent / 30,
+        "elapsed_s": sent / 30,
+        "sent": sent,
+        "ok": sent - errors,
+        "errors": errors,
+        "errors_by_kind": errors_by_kind,
+        "rate": 30.0,
+        "latency_ms": {},
+        "send_lag_max_ms": 0.0,
+    }
+
+
+KERNEL = {
+    "namespace": "netgap-1",
+    "web_device": "ng-web",
+    "api_device": "ng-api",
+    "web_address": "10.77.0.1",
+    "api_address": "10.77.0.2",
+    "api_port": 8081,
+    "netem": False,
+    "netem_probe": "tc qdisc add ... netem: not supported",
+    "latency_via": "userspace proxy",
+    "kernel_faults": "rate 50kbit, loss 1%",
+    "proxy_faults": "latency 500ms",
+    "notes": ["no netem here"],
+    "plan": {"web->api": {"apply": ["tc a"], "revert": ["tc b"]}},
+    "commands": ["tc a", "tc b"],
+}
+
+
+def sample() -> ScenarioResult:
     """A run like the article preset's: 30 s baseline, 60 s fault, 30 s recovery."""
+    return ScenarioResult.from_json(sample_json())
+
+
+def sample_json() -> dict[str, Any]:
+    """sample() as its JSON, diagnosis included."""
+    data = sample_json_without_diagnosis()
+    data["diagnosis"] = diagnosis.diagnose(ScenarioResult.from_json(data))
+    return data
+
+
+def sample_json_without_diagnosis() -> dict[str, Any]:
     exchange = model.Exchange(request_bytes=213, response_bytes=244)
     link = model.Link(latency_s=0.5, rate_bps=50_000, loss=0.01)
     load = model.Load(requests_per_s=30, fault_s=60, new_connection_share=0.1)
@@ -89,13 +146,26 @@ def sample() -> dict[str, Any]:
                 "start_ns": START + t * S,
                 "traces": 60,
                 "p50": {"web": 2.2 * MS, "remote": remote, "api": 3.1 * MS},
+                "tcp": {},
             }
         )
     result: dict[str, Any] = {
         "netgap_scenario": 1,
         "start_ns": START,
         "end_ns": START + 120 * S,
-        "config": {"rate": 30.0, "settle_s": 1.0, "api_timeout_s": 30.0},
+        "config": {
+            "host": "127.0.0.1",
+            "rate": 30.0,
+            "settle_s": 1.0,
+            "api_timeout_s": 30.0,
+            "api_keepalive_s": 65.0,
+            "query_delay_ms": 2.0,
+            "seed": None,
+            "cores": None,
+            "phases": {"baseline": 30.0, "fault": 60.0, "recovery": 30.0},
+            "kernel": False,
+        },
+        "faults": {"latency": "500ms"},
         "faults_text": ARTICLE_TEXT,
         "component_names": NAMES,
         "exchange": {"request_bytes": 213, "response_bytes": 244, "source": "one exchange"},
@@ -104,11 +174,17 @@ def sample() -> dict[str, Any]:
         "model": {
             "injector": model.PROXY.name,
             "link": {"latency_s": 0.5, "rate_bps": 50_000, "loss": 0.01},
-            "load": {"requests_per_s": 30, "fault_s": 60, "new_connection_share": 0.1},
+            "load": {
+                "requests_per_s": 30,
+                "fault_s": 60,
+                "new_connection_share": 0.1,
+                "shared_cap": False,
+            },
+            "exchange": {"request_bytes": 213, "response_bytes": 244},
             "expectation": expectation,
         },
+        "kernel": None,
     }
-    result["diagnosis"] = report.diagnose(result)
     return result
 
 
@@ -149,7 +225,7 @@ class Checker(HTMLParser):
 
 @pytest.fixture(scope="module")
 def page() -> str:
-    return report.html_page(sample())
+    return html_page(sample())
 
 
 @pytest.fixture(scope="module")
@@ -182,16 +258,16 @@ def test_page_needs_nothing_from_outside(page: str, parsed: Checker) -> None:
 def test_the_plot_is_an_inline_svg_with_the_fault_window_shaded(parsed: Checker) -> None:
     svgs = parsed.find("svg", id="plot")
     assert len(svgs) == 1
-    assert svgs[0]["width"] == str(report.PLOT_WIDTH)
+    assert svgs[0]["width"] == str(plots.PLOT_WIDTH)
     windows = parsed.find("rect", **{"class": "fault-window"})
     assert len(windows) == 2  # the stacked plot's and the log panel's, alike
     assert windows[0]["x"] == windows[1]["x"]
     assert windows[0]["width"] == windows[1]["width"]
-    inner = report.PLOT_WIDTH - report.MARGIN_LEFT - report.MARGIN_RIGHT
+    inner = plots.PLOT_WIDTH - plots.MARGIN_LEFT - plots.MARGIN_RIGHT
     # 30 s to 90 s of a 120 s run
-    assert float(windows[0]["x"] or 0) == pytest.approx(report.MARGIN_LEFT + inner / 4, abs=0.1)
+    assert float(windows[0]["x"] or 0) == pytest.approx(plots.MARGIN_LEFT + inner / 4, abs=0.1)
     assert float(windows[0]["width"] or 0) == pytest.approx(inner / 2, abs=0.1)
-    assert windows[0]["fill"] == report.FAULT_FILL
+    assert windows[0]["fill"] == plots.FAULT_FILL
 
 
 def test_the_plot_stacks_web_remote_and_api_per_bucket(parsed: Checker) -> None:
@@ -201,8 +277,8 @@ def test_the_plot_stacks_web_remote_and_api_per_bucket(parsed: Checker) -> None:
     # the tallest stack is the last bucket of the fault (t = 88 s): web 2.2 ms, remote 10.86 s,
     # on a y axis in seconds up to a round 12.5
     tallest = min(float(bar["y"] or 0) for bar in parsed.find("rect", **{"class": "remote"}))
-    inner = report.PLOT_HEIGHT - report.MARGIN_TOP - report.MARGIN_BOTTOM
-    assert tallest == pytest.approx(report.MARGIN_TOP + inner * (1 - 10.8622 / 12.5), abs=0.1)
+    inner = plots.PLOT_HEIGHT - plots.MARGIN_TOP - plots.MARGIN_BOTTOM
+    assert tallest == pytest.approx(plots.MARGIN_TOP + inner * (1 - 10.8622 / 12.5), abs=0.1)
     labels = " ".join(parsed.text)
     assert "12.5 s" in labels
     assert "120 s" in labels  # the time axis to the end of the run
@@ -237,7 +313,7 @@ def test_expected_against_measured_names_the_dominant_term(parsed: Checker, page
 
 
 def test_the_diagnosis_says_what_moved_why_and_that_it_came_back() -> None:
-    text = sample()["diagnosis"]
+    text = sample().diagnosis
     assert "went from 1.30 ms to 6.10 s at p50" in text
     assert "application time stayed where it was" in text
     assert "back to baseline: 1.40 ms" in text
@@ -247,22 +323,22 @@ def test_the_diagnosis_says_what_moved_why_and_that_it_came_back() -> None:
 
 
 def test_the_diagnosis_says_when_the_application_time_moved_too() -> None:
-    result = sample()
-    result["phases"][1]["components"] = components(9 * MS, 6.1 * S, 3.0 * MS)
-    text = report.diagnose(result)
-    assert "the application time moved too (web self 2.20 ms -> 9.00 ms)" in text
+    data = sample_json()
+    data["phases"][1]["components"] = components(9 * MS, 6.1 * S, 3.0 * MS)
+    words = diagnosis.diagnose(ScenarioResult.from_json(data))
+    assert "the application time moved too (web self 2.20 ms -> 9.00 ms)" in words
 
 
 def test_text_from_the_run_is_escaped() -> None:
-    result = sample()
-    result["faults_text"] = "<script>alert(1)</script>"
-    page = report.html_page(result)
+    data = sample_json()
+    data["faults_text"] = "<script>alert(1)</script>"
+    page = html_page(ScenarioResult.from_json(data))
     assert "<script>" not in page
     assert "&lt;script&gt;" in page
 
 
 def test_terminal_table_lines_up_p50_and_p99_per_phase() -> None:
-    lines = report.table(sample()).splitlines()
+    lines = text.table(sample()).splitlines()
     assert lines[0].split()[:6] == ["phase", "window", "sent", "ok", "errors", "traces"]
     assert [line.split()[0] for line in lines[1:]] == ["baseline", "fault", "recovery"]
     column = lines[0].index("remote calls p50 / p99")
@@ -273,8 +349,9 @@ def test_terminal_table_lines_up_p50_and_p99_per_phase() -> None:
 def test_write_puts_json_and_html_side_by_side(tmp_path: Path) -> None:
     result = sample()
     json_path, html_path = report.write(result, tmp_path / "out")
-    assert json.loads(json_path.read_text()) == result
-    assert html_path.read_text() == report.html_page(result)
+    assert json.loads(json_path.read_text()) == sample_json()
+    assert ScenarioResult.from_json(json.loads(json_path.read_text())) == result
+    assert html_path.read_text() == html_page(result)
 
 
 @pytest.mark.parametrize(
@@ -282,7 +359,7 @@ def test_write_puts_json_and_html_side_by_side(tmp_path: Path) -> None:
     [(120, 60, 2), (24, 60, 0.5), (11.2, 5, 2.5), (1.0, 5, 0.2), (30, 5, 10), (0.0, 5, 1.0)],
 )
 def test_nice_steps(span: float, count: int, step: float) -> None:
-    assert report.nice_step(span, count) == pytest.approx(step)
+    assert svg.nice_step(span, count) == pytest.approx(step)
 
 
 # -- the kernel's curves
@@ -298,11 +375,14 @@ def tcp(srtt_ns: float, retransmits: float, calls: int = 60) -> dict[str, Any]:
 
 
 def with_testimony(
-    web_fault: tuple[float, float], api_fault: tuple[float, float]
-) -> dict[str, Any]:
+    web_fault: tuple[float, float],
+    api_fault: tuple[float, float],
+    kernel: dict[str, Any] | None = None,
+) -> ScenarioResult:
     """sample() with TCP_INFO at both ends: 0.2 ms srtt and no resends outside the fault,
     (srtt ns, retransmissions per request) at each end during it."""
-    result = sample()
+    result = sample_json()
+    result["kernel"] = kernel
     calm = (0.2 * MS, 0.0)
     for phase_ in result["phases"]:
         web, api = (web_fault, api_fault) if phase_["faults_active"] else (calm, calm)
@@ -314,7 +394,7 @@ def with_testimony(
             end: {"calls": 60, "srtt_p50": srtt, "retransmits_mean": resent}
             for end, (srtt, resent) in (("web", web), ("api", api))
         }
-    return result
+    return ScenarioResult.from_json(result)
 
 
 def parse(page: str) -> Checker:
@@ -333,7 +413,7 @@ def test_without_tcp_info_there_are_no_kernel_curves(parsed: Checker, page: str)
 
 def test_the_kernel_curves_plot_srtt_on_a_log_scale_and_resends_per_end() -> None:
     result = with_testimony((0.2 * MS, 0.0), (400 * MS, 0.3))
-    page = report.html_page(result)
+    page = html_page(result)
     parsed = parse(page)
     for plot in ("srtt-plot", "retransmits-plot"):
         assert len(parsed.find("svg", id=plot)) == 1
@@ -351,29 +431,27 @@ def test_the_kernel_curves_plot_srtt_on_a_log_scale_and_resends_per_end() -> Non
 
 
 def test_in_kernel_mode_without_netem_the_api_end_shows_the_fault_and_the_note_says_why() -> None:
-    result = with_testimony((0.2 * MS, 0.0), (400 * MS, 0.3))
-    result["kernel"] = {"latency_via": "userspace proxy"}
-    note = report.kernel_note(result)
+    result = with_testimony((0.2 * MS, 0.0), (400 * MS, 0.3), KERNEL)
+    note = diagnosis.kernel_note(result)
     assert note.startswith("The API tier's end shows the fault and the web tier's does not")
     assert "ends at the proxy on loopback" in note
 
 
 def test_in_kernel_mode_with_both_ends_faulted_the_note_says_tc_queues_and_drops() -> None:
-    result = with_testimony((300 * MS, 0.2), (400 * MS, 0.3))
-    result["kernel"] = {"latency_via": "netem"}
-    assert report.kernel_note(result).startswith("The kernel's curves show the fault: tc queues")
+    result = with_testimony((300 * MS, 0.2), (400 * MS, 0.3), {**KERNEL, "latency_via": "netem"})
+    assert diagnosis.kernel_note(result).startswith("The kernel's curves show the fault: tc queues")
 
 
 def test_through_the_userspace_proxy_the_curves_stay_flat_and_the_note_says_why() -> None:
     result = with_testimony((0.25 * MS, 0.0), (0.3 * MS, 0.0))
-    note = report.kernel_note(result)
+    note = diagnosis.kernel_note(result)
     assert note.startswith("The kernel's curves do not rise with the remote time")
     assert "the fault proxy delays and drops in userspace" in note
-    page = report.html_page(result)
-    assert f'<p id="kernel-note">{html.escape(note)}</p>' in page
+    page = html_page(result)
+    assert f'<p id="kernel-note">{escape(note)}</p>' in page
 
 
 def test_a_curve_that_moved_through_the_proxy_is_called_out() -> None:
     result = with_testimony((0.25 * MS, 0.0), (50 * MS, 0.0))
-    note = report.kernel_note(result)
+    note = diagnosis.kernel_note(result)
     assert note.startswith("The kernel's curves moved at the API tier's end (its SERVER spans)")

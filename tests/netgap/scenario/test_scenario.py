@@ -16,7 +16,8 @@ from netgap.cli import build_parser, main
 from netgap.commands.scenario import faults_from_args
 from netgap.fault.spec import PRESETS, Faults
 from netgap.report import end_moved
-from netgap.scenario import answers, report
+from netgap.scenario import answers, diagnosis
+from netgap.scenario.result import ScenarioResult
 from netgap.supervisor import check_port_free
 from tests.harness import ROOT, free_port
 from tests.netgap.test_trace_page_browser import CHROMIUM_FLAGS, chromium
@@ -93,7 +94,8 @@ def test_the_scenario_runs_and_prints_the_table(run: Run) -> None:
     rows = [line.split()[0] for line in run.stdout.splitlines()[1:] if line.split()]
     assert {"baseline", "fault", "recovery"} <= set(rows)
     assert f"report: {run.out / 'scenario.html'}" in run.stdout
-    assert answers.summary_line(run.result) in run.stdout.splitlines()
+    answered = ScenarioResult.from_json(run.result).answers_by_phase()
+    assert answers.summary_line(answered) in run.stdout.splitlines()
     cores = run.result["config"]["cores"]
     if cores is not None:  # 2+ cores: the API tier has one to itself
         assert cores["API tier"] != cores["web tier"]
@@ -137,7 +139,7 @@ def test_through_the_proxy_the_kernels_curves_do_not_rise(run: Run) -> None:
         assert not end_moved(edge[end], before[end]), (end, edge[end], before[end])
     assert edge["tcp"]["srtt"]["p50"] < 1 * MS
     assert any(b["tcp"].get("web") and b["tcp"].get("api") for b in run.result["series"]["buckets"])
-    note = report.kernel_note(run.result)
+    note = diagnosis.kernel_note(ScenarioResult.from_json(run.result))
     assert note.startswith("The kernel's curves do not rise with the remote time")
     assert f"The kernel (TCP_INFO): {note}" in run.stdout
     page = (run.out / "scenario.html").read_text()
