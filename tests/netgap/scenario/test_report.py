@@ -92,8 +92,10 @@ def load(sent: int, errors: int, errors_by_kind: dict[str, int]) -> dict[str, An
 
 KERNEL = {
     "namespace": "netgap-1",
+    "hop_namespace": "netgap-hop-1",
     "web_device": "ng-web",
     "api_device": "ng-api",
+    "hop_devices": ["ng-hop-w", "ng-hop-a"],
     "web_address": "10.77.0.1",
     "api_address": "10.77.0.2",
     "api_port": 8081,
@@ -435,6 +437,9 @@ def test_in_kernel_mode_without_netem_the_api_end_shows_the_fault_and_the_note_s
     note = diagnosis.kernel_note(result)
     assert note.startswith("The API tier's end shows the fault and the web tier's does not")
     assert "ends at the proxy on loopback" in note
+    page = html_page(result)
+    assert "between them the hop namespace netgap-hop-1 routes every packet" in page
+    assert "(ng-hop-w, ng-hop-a) carry the faults" in page
 
 
 def test_in_kernel_mode_with_both_ends_faulted_the_note_says_tc_queues_and_drops() -> None:
