@@ -4,7 +4,10 @@ way. Each rule is one test function; the helpers above them read the code once.
 - no import cycle among netgap's modules, nor among its subpackages and top-level modules
   (netgap.collector, netgap.breakdown, ...): a module's imports anywhere in it count (inside a
   function, or for type checking only: a cycle there still ties the two together);
-- the tiers and the tier kit (apitier/, webtier/, tierkit/) never import netgap nor bench.
+- the tiers and the tier kit (apitier/, webtier/, tierkit/) never import netgap nor bench;
+- no module of the code (the tiers, the tier kit, netgap, bench) is over 600 lines, and no
+  function over 60, but for argument-parser builders (a flag a few lines, declared in one
+  place, reads better than the same split up).
 """
 
 import ast
@@ -14,6 +17,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TIERS = ("apitier", "webtier", "tierkit")
+CODE = (*TIERS, "netgap", "bench")
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 60
 Graph = Mapping[str, Set[str]]
 
 
@@ -160,3 +166,51 @@ def test_the_graph_sees_a_cycle() -> None:
     """The rules above would pass on a graph that missed every edge: this one must not."""
     assert module_graph()["netgap.cli"] >= {"netgap.commands"}
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def code_files() -> list[Path]:
+    return [path for top in CODE for path in sorted((ROOT / top).rglob("*.py"))]
+
+
+def is_parser_builder(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """A function that is mostly `add_argument` calls (a parser's flags, declared in one
+    place)."""
+    calls = [
+        n
+        for n in ast.walk(node)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr in ("add_argument", "add_parser", "add_argument_group")
+    ]
+    return len(calls) >= 5
+
+
+def long_functions(path: Path, root: Path = ROOT) -> Iterator[str]:
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            lines = (node.end_lineno or node.lineno) - node.lineno + 1
+            if lines > MAX_FUNCTION_LINES and not is_parser_builder(node):
+                yield f"{path.relative_to(root)}:{node.lineno} {node.name}: {lines} lines"
+
+
+def test_no_module_is_over_600_lines() -> None:
+    long = [
+        f"{path.relative_to(ROOT)}: {count} lines"
+        for path in code_files()
+        if (count := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    ]
+    assert long == []
+
+
+def test_no_function_is_over_60_lines_but_parser_builders() -> None:
+    assert [found for path in code_files() for found in long_functions(path)] == []
+
+
+def test_the_size_rules_see_a_long_function_and_spare_a_parser_builder(tmp_path: Path) -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    flags = "\n".join(f"    parser.add_argument('--f{i}')" for i in range(MAX_FUNCTION_LINES))
+    sample = tmp_path / "sample.py"
+    sample.write_text(f"def long() -> None:\n{body}\n\ndef add_arguments(parser):\n{flags}\n")
+    assert list(long_functions(sample, tmp_path)) == [
+        f"sample.py:1 long: {MAX_FUNCTION_LINES + 1} lines"
+    ]
