@@ -1,4 +1,6 @@
-"""One module per subcommand; its docstring is its help."""
+"""One module per subcommand; its docstring is its help. fault_k8s.py is `netgap fault k8s`
+(registered by fault.py); fault_flags.py declares the fault flags the fault commands and
+`scenario` share."""
 
 import argparse
 from typing import Protocol
