@@ -22,7 +22,7 @@ SLOW = (
     "tests/netgap/scenario/test_scenario.py",
     "tests/netgap/scenario/test_kernel.py",
     "tests/netgap/test_story_local.py",
-    "tests/netgap/test_demo.py",
+    "tests/netgap/commands/test_demo.py",
     "tests/netgap/commands/test_breakdown_metrics.py",
     "tests/webtier/test_tcp_witness_kernel.py",
     "tests/test_supply_chain.py",

@@ -1,9 +1,9 @@
-"""Misbehaving API stand-ins, each a real server on a loopback port."""
+"""API stand-ins, misbehaving or slow on purpose, each a real server on a loopback port."""
 
 import asyncio
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -74,3 +74,63 @@ def http_response(status: str, body: bytes, extra_headers: str = "") -> bytes:
         f"HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {len(body)}\r\n"
         f"{extra_headers}connection: close\r\n\r\n"
     ).encode() + body
+
+
+class Server:
+    """An HTTP/1.1 server with keep-alive on a loopback port, in a thread of its own. It holds
+    the n-th request it receives (from 0) for `delay(n)` seconds, then answers 200."""
+
+    def __init__(self, delay: Callable[[int], float]) -> None:
+        self.delay = delay
+        self.count = 0
+        self.connections = 0
+        self.heads: list[bytes] = []
+        self.url = ""
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                n = self.count
+                self.count += 1
+                self.heads.append(head)
+                if wait := self.delay(n):
+                    await asyncio.sleep(wait)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+
+@contextmanager
+def serve(delay: Callable[[int], float] = lambda n: 0.0) -> Iterator[Server]:
+    server = Server(delay)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    async def main() -> None:
+        listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+        server.url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+        ready.set()
+        async with listener:
+            await listener.serve_forever()
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(main())
+        except asyncio.CancelledError:
+            pass
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(5)
+    try:
+        yield server
+    finally:
+        loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
+        thread.join(5)

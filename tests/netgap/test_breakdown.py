@@ -8,7 +8,8 @@ import pytest
 from netgap.aggregate import Aggregate, quantile
 from netgap.breakdown import break_down
 from netgap.model import CLIENT, SERVER
-from tests.netgap.traces import MS, chain, span, with_phases
+from tests.netgap.spans import make_span
+from tests.netgap.traces import MS, chain, new_id, with_phases
 
 
 def components(spans: list) -> dict[str, int]:  # type: ignore[type-arg]
@@ -118,11 +119,35 @@ def test_reused_connection_is_counted() -> None:
 
 def test_parallel_calls_and_fanout_keep_the_identity() -> None:
     trace = "ab" * 16
-    root = span(trace, "web", "GET /", SERVER, 0, 100)
-    c1 = span(trace, "web", "a", CLIENT, 10, 60, root)
-    c2 = span(trace, "web", "b", CLIENT, 20, 90, root)  # overlaps c1
-    s1 = span(trace, "api", "a", SERVER, 15, 55, c1)
-    s2 = span(trace, "db", "b", SERVER, 30, 80, c2)
+    root = make_span(
+        trace, service="web", name="GET /", kind=SERVER, start_ns=0, end_ns=100, span_id=new_id(8)
+    )
+    c1, c2 = (  # c2 overlaps c1
+        make_span(
+            trace,
+            service="web",
+            name=name,
+            kind=CLIENT,
+            start_ns=start,
+            end_ns=end,
+            parent_span_id=root.span_id,
+            span_id=new_id(8),
+        )
+        for name, start, end in (("a", 10, 60), ("b", 20, 90))
+    )
+    s1, s2 = (
+        make_span(
+            trace,
+            service=service,
+            name=name,
+            kind=SERVER,
+            start_ns=start,
+            end_ns=end,
+            parent_span_id=client.span_id,
+            span_id=new_id(8),
+        )
+        for service, name, start, end, client in (("api", "a", 15, 55, c1), ("db", "b", 30, 80, c2))
+    )
     result = break_down([root, c1, c2, s1, s2])
     assert result is not None
     assert result.remote_ns == {"web->api": 10, "web->db": 20}

@@ -13,9 +13,9 @@ from netgap.collector.chains import Chain, LeanSpan, break_down_chain
 from netgap.model import CLIENT, INTERNAL, Span
 from netgap.otlp_proto import span_to_pb
 from tests.netgap.collector.odd_traces import lab_trace
+from tests.netgap.spans import make_span
 from tests.netgap.traces import chain as known_chain
-from tests.netgap.traces import span as make_span
-from tests.netgap.traces import with_phases
+from tests.netgap.traces import new_id, with_phases
 
 
 def lean(spans: list[Span]) -> list[LeanSpan]:
@@ -57,7 +57,16 @@ def test_same_answer_as_break_down_or_none(rnd: random.Random, odd: float) -> No
 def test_spans_of_the_caller_between_root_and_call() -> None:
     spans, parts = known_chain(with_db=False)
     web, out, api, handler = spans
-    between = make_span(web.trace_id, "webtier", "handler", INTERNAL, web.start_ns, web.end_ns, web)
+    between = make_span(
+        web.trace_id,
+        service="webtier",
+        name="handler",
+        kind=INTERNAL,
+        start_ns=web.start_ns,
+        end_ns=web.end_ns,
+        parent_span_id=web.span_id,
+        span_id=new_id(8),
+    )
     nested = [web, between, replace(out, parent_span_id=between.span_id), api, handler]
     answer = fast(nested)
     assert answer is not None
@@ -72,8 +81,26 @@ def test_spans_of_the_caller_between_root_and_call() -> None:
     assert broken is not None
     assert broken.calls == {}
     # the call beneath two spans that are each other's parent: not beneath the root at all
-    a = make_span(web.trace_id, "webtier", "a", INTERNAL, web.start_ns, web.end_ns, web)
-    b = make_span(web.trace_id, "webtier", "b", INTERNAL, web.start_ns, web.end_ns, a)
+    a = make_span(
+        web.trace_id,
+        service="webtier",
+        name="a",
+        kind=INTERNAL,
+        start_ns=web.start_ns,
+        end_ns=web.end_ns,
+        parent_span_id=web.span_id,
+        span_id=new_id(8),
+    )
+    b = make_span(
+        web.trace_id,
+        service="webtier",
+        name="b",
+        kind=INTERNAL,
+        start_ns=web.start_ns,
+        end_ns=web.end_ns,
+        parent_span_id=a.span_id,
+        span_id=new_id(8),
+    )
     cycle = [web, replace(a, parent_span_id=b.span_id), b, replace(out, parent_span_id=b.span_id)]
     assert fast([*cycle, api, handler]) is None
     broken = break_down([*cycle, api, handler])

@@ -4,6 +4,7 @@ import itertools
 from dataclasses import replace
 
 from netgap.model import CLIENT, INTERNAL, SERVER, Event, Span
+from tests.netgap.spans import make_span
 
 _ids = itertools.count(1)
 MS = 1_000_000
@@ -12,30 +13,6 @@ BASE = 1_795_608_000_000_000_000  # 2026-11-25T12:00:00Z
 
 def new_id(width: int) -> str:
     return f"{next(_ids):0{width * 2}x}"
-
-
-def span(
-    trace_id: str,
-    service: str,
-    name: str,
-    kind: int,
-    start: int,
-    end: int,
-    parent: Span | None = None,
-    **attributes: object,
-) -> Span:
-    return Span(
-        trace_id=trace_id,
-        span_id=new_id(8),
-        parent_span_id=parent.span_id if parent else "",
-        name=name,
-        kind=kind,
-        start_ns=start,
-        end_ns=end,
-        service=service,
-        attributes=dict(attributes),
-        resource={"service.name": service},
-    )
 
 
 def chain(
@@ -60,11 +37,44 @@ def chain(
     web_total = web_self[0] + web_call + web_self[1]
 
     t = start + off["webtier"]
-    web = span(trace_id, "webtier", "GET /", SERVER, t, t + web_total)
-    out = span(trace_id, "webtier", "GET", CLIENT, t + web_self[0], t + web_self[0] + web_call, web)
+    web = make_span(
+        trace_id,
+        service="webtier",
+        kind=SERVER,
+        start_ns=t,
+        end_ns=t + web_total,
+        span_id=new_id(8),
+    )
+    out = make_span(
+        trace_id,
+        service="webtier",
+        name="GET",
+        kind=CLIENT,
+        start_ns=t + web_self[0],
+        end_ns=t + web_self[0] + web_call,
+        parent_span_id=web.span_id,
+        span_id=new_id(8),
+    )
     a = start + off["apitier"] + web_self[0] + web_api_remote[0]
-    api = span(trace_id, "apitier", "GET /", SERVER, a, a + api_total, out)
-    handler = span(trace_id, "apitier", "api-handler", INTERNAL, a, a + api_total, api)
+    api = make_span(
+        trace_id,
+        service="apitier",
+        kind=SERVER,
+        start_ns=a,
+        end_ns=a + api_total,
+        parent_span_id=out.span_id,
+        span_id=new_id(8),
+    )
+    handler = make_span(
+        trace_id,
+        service="apitier",
+        name="api-handler",
+        kind=INTERNAL,
+        start_ns=a,
+        end_ns=a + api_total,
+        parent_span_id=api.span_id,
+        span_id=new_id(8),
+    )
     spans = [web, out, api, handler]
     answer = {
         "total": web_total,
@@ -74,9 +84,27 @@ def chain(
     }
     if with_db:
         q = a + api_self[0]
-        query = span(trace_id, "apitier", "SELECT", CLIENT, q, q + db_call, handler)
+        query = make_span(
+            trace_id,
+            service="apitier",
+            name="SELECT",
+            kind=CLIENT,
+            start_ns=q,
+            end_ns=q + db_call,
+            parent_span_id=handler.span_id,
+            span_id=new_id(8),
+        )
         d = start + off["db"] + web_self[0] + web_api_remote[0] + api_self[0] + api_db_remote[0]
-        db = span(trace_id, "db", "query", SERVER, d, d + db_self, query)
+        db = make_span(
+            trace_id,
+            service="db",
+            name="query",
+            kind=SERVER,
+            start_ns=d,
+            end_ns=d + db_self,
+            parent_span_id=query.span_id,
+            span_id=new_id(8),
+        )
         spans += [query, db]
         answer |= {"apitier->db remote": sum(api_db_remote), "db self": db_self}
     return spans, answer

@@ -19,7 +19,7 @@ import pytest
 
 from netgap.address import Address
 from tests.harness import OtlpReceiver, api_tier, running, web_tier
-from tests.netgap.fault.test_fault_command import fault_proxy, netgap
+from tests.netgap.commands.processes import fault_proxy, netgap
 from tests.survival.lab import ConnectionCount, netgap_load, served
 
 pytestmark = pytest.mark.timeout(90)

@@ -29,7 +29,7 @@ from tests.harness import (
     running,
     web_tier,
 )
-from tests.netgap.collector.test_collect_command import collect
+from tests.netgap.commands.processes import collect
 from tests.survival.lab import Served, log_messages, netgap_load, rss_mb, served
 
 pytestmark = pytest.mark.timeout(90)

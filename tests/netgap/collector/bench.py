@@ -29,7 +29,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from netgap.timeparse import format_rfc3339_ns
-from tests.netgap.collector.test_collect_command import collect_command
+from tests.netgap.commands.processes import collect_command
 
 WINDOW_NS = 15 * 60 * 10**9
 

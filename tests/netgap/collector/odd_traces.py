@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from netgap.model import CLIENT, INTERNAL, SERVER, UNSPECIFIED, Event, Span
+from tests.netgap.spans import make_span
 
 BASE_NS = 1_795_608_000_000_000_000  # 2026-11-25T12:00:00Z
 PHASE_EVENTS = ("connect", "request sent", "first byte", "body done")
@@ -23,31 +24,6 @@ def new_id(rnd: random.Random, width: int) -> str:
     """A random id, never zero and never one given before (hypothesis' random is not random
     enough for that)."""
     return f"{rnd.getrandbits(32):08x}{next(_serial):0{width * 2 - 8}x}"
-
-
-def _span(
-    rnd: random.Random,
-    trace_id: str,
-    service: str,
-    name: str,
-    kind: int,
-    start: int,
-    end: int,
-    parent: str = "",
-    **attributes: Any,
-) -> Span:
-    return Span(
-        trace_id=trace_id,
-        span_id=new_id(rnd, 8),
-        parent_span_id=parent,
-        name=name,
-        kind=kind,
-        start_ns=start,
-        end_ns=end,
-        service=service,
-        attributes=attributes,
-        resource={"service.name": service},
-    )
 
 
 def _events(rnd: random.Random, start: int, end: int, odd: bool) -> tuple[Event, ...]:
@@ -92,13 +68,30 @@ def lab_trace(rnd: random.Random, start: int = BASE_NS, odd: float = 0.5) -> lis
     offset = rnd.choice((0, 0, 5_000_000_000, -7_000_000)) if is_odd else 0  # API clock
     a0 += offset
 
-    root = _span(rnd, trace_id, "webtier", "GET /", SERVER, t0, t0 + total)
+    root = make_span(
+        trace_id,
+        service="webtier",
+        name="GET /",
+        kind=SERVER,
+        start_ns=t0,
+        end_ns=t0 + total,
+        span_id=new_id(rnd, 8),
+    )
     if maybe(0.1):
         root = replace(root, kind=rnd.choice((INTERNAL, CLIENT, UNSPECIFIED)))
     parent_of_call = root.span_id
     spans = [root]
     if maybe(0.15):  # a span of the web tier between the root and its call
-        between = _span(rnd, trace_id, "webtier", "handler", INTERNAL, t0, t0 + total, root.span_id)
+        between = make_span(
+            trace_id,
+            service="webtier",
+            name="handler",
+            kind=INTERNAL,
+            start_ns=t0,
+            end_ns=t0 + total,
+            parent_span_id=root.span_id,
+            span_id=new_id(rnd, 8),
+        )
         spans.append(between)
         parent_of_call = between.span_id
     reused: Any = rnd.choice((True, True, True, False, None))
@@ -114,7 +107,16 @@ def lab_trace(rnd: random.Random, start: int = BASE_NS, odd: float = 0.5) -> lis
             attributes["netgap.tcp.retransmits"] = kernel.choice((0, 0, 1, 3, 0.5))
     if maybe(0.3):
         attributes["server.address"] = rnd.choice(("127.0.0.1", "api.internal"))
-    call = _span(rnd, trace_id, "webtier", "GET", CLIENT, c0, c0 + call_ns, parent_of_call)
+    call = make_span(
+        trace_id,
+        service="webtier",
+        name="GET",
+        kind=CLIENT,
+        start_ns=c0,
+        end_ns=c0 + call_ns,
+        parent_span_id=parent_of_call,
+        span_id=new_id(rnd, 8),
+    )
     call = replace(
         call,
         attributes=attributes,
@@ -125,10 +127,28 @@ def lab_trace(rnd: random.Random, start: int = BASE_NS, odd: float = 0.5) -> lis
     spans.append(call)
     serving_call = call
     if maybe(0.1):  # nested client spans of the caller's library
-        inner = _span(rnd, trace_id, "webtier", "connect", CLIENT, c0, c0 + call_ns, call.span_id)
+        inner = make_span(
+            trace_id,
+            service="webtier",
+            name="connect",
+            kind=CLIENT,
+            start_ns=c0,
+            end_ns=c0 + call_ns,
+            parent_span_id=call.span_id,
+            span_id=new_id(rnd, 8),
+        )
         spans.append(inner)
         serving_call = inner
-    server = _span(rnd, trace_id, "apitier", "GET /", SERVER, a0, a0 + api_ns, serving_call.span_id)
+    server = make_span(
+        trace_id,
+        service="apitier",
+        name="GET /",
+        kind=SERVER,
+        start_ns=a0,
+        end_ns=a0 + api_ns,
+        parent_span_id=serving_call.span_id,
+        span_id=new_id(rnd, 8),
+    )
     if maybe(0.1):  # the callee's span is not a SERVER span
         server = replace(server, kind=rnd.choice((INTERNAL, UNSPECIFIED, CLIENT)))
     if kernel.random() < 0.7:  # the callee's end of the connection testifies too
@@ -136,18 +156,25 @@ def lab_trace(rnd: random.Random, start: int = BASE_NS, odd: float = 0.5) -> lis
         if kernel.random() < 0.9:
             testimony["netgap.tcp.retransmits"] = kernel.choice((0, 0, 2, 0.5))
         server = replace(server, attributes={**server.attributes, **testimony})
-    handler = _span(
-        rnd, trace_id, "apitier", "api-handler", INTERNAL, a0, a0 + api_ns, server.span_id
-    )
-    query = _span(
-        rnd,
+    handler = make_span(
         trace_id,
-        "apitier",
-        "fast-query",
-        INTERNAL,
-        a0 + handler_ns,
-        a0 + handler_ns + query_ns,
-        handler.span_id,
+        service="apitier",
+        name="api-handler",
+        kind=INTERNAL,
+        start_ns=a0,
+        end_ns=a0 + api_ns,
+        parent_span_id=server.span_id,
+        span_id=new_id(rnd, 8),
+    )
+    query = make_span(
+        trace_id,
+        service="apitier",
+        name="fast-query",
+        kind=INTERNAL,
+        start_ns=a0 + handler_ns,
+        end_ns=a0 + handler_ns + query_ns,
+        parent_span_id=handler.span_id,
+        span_id=new_id(rnd, 8),
     )
     if not maybe(0.15):  # else the server span is missing: unpaired (and maybe a 2nd root)
         spans.append(server)
@@ -157,22 +184,75 @@ def lab_trace(rnd: random.Random, start: int = BASE_NS, odd: float = 0.5) -> lis
         spans.append(replace(server, span_id=new_id(rnd, 8), end_ns=server.end_ns + 7))
     if maybe(0.1):  # a span of the caller's service beneath the call
         spans.append(
-            _span(rnd, trace_id, "webtier", "retry", SERVER, a0, a0 + 1, serving_call.span_id)
+            make_span(
+                trace_id,
+                service="webtier",
+                name="retry",
+                kind=SERVER,
+                start_ns=a0,
+                end_ns=a0 + 1,
+                parent_span_id=serving_call.span_id,
+                span_id=new_id(rnd, 8),
+            )
         )
     if maybe(0.15):  # a second edge: the API calls a database
-        db_call = _span(
-            rnd, trace_id, "apitier", "SELECT", CLIENT, a0, a0 + query_ns, handler.span_id
+        db_call = make_span(
+            trace_id,
+            service="apitier",
+            name="SELECT",
+            kind=CLIENT,
+            start_ns=a0,
+            end_ns=a0 + query_ns,
+            parent_span_id=handler.span_id,
+            span_id=new_id(rnd, 8),
         )
         spans.append(db_call)
         if rnd.random() < 0.7:
             spans.append(
-                _span(rnd, trace_id, "db", "query", SERVER, a0, a0 + query_ns // 2, db_call.span_id)
+                make_span(
+                    trace_id,
+                    service="db",
+                    name="query",
+                    kind=SERVER,
+                    start_ns=a0,
+                    end_ns=a0 + query_ns // 2,
+                    parent_span_id=db_call.span_id,
+                    span_id=new_id(rnd, 8),
+                )
             )
     if maybe(0.1):  # an orphan: its parent never arrived (a second root)
-        spans.append(_span(rnd, trace_id, "apitier", "late", SERVER, a0, a0 + 5, new_id(rnd, 8)))
+        spans.append(
+            make_span(
+                trace_id,
+                service="apitier",
+                name="late",
+                kind=SERVER,
+                start_ns=a0,
+                end_ns=a0 + 5,
+                parent_span_id=new_id(rnd, 8),
+                span_id=new_id(rnd, 8),
+            )
+        )
     if maybe(0.05):  # two spans that are each other's parent
-        a = _span(rnd, trace_id, "webtier", "loop", CLIENT, t0, t0 + 3)
-        b = _span(rnd, trace_id, "apitier", "loop", SERVER, t0, t0 + 2, a.span_id)
+        a = make_span(
+            trace_id,
+            service="webtier",
+            name="loop",
+            kind=CLIENT,
+            start_ns=t0,
+            end_ns=t0 + 3,
+            span_id=new_id(rnd, 8),
+        )
+        b = make_span(
+            trace_id,
+            service="apitier",
+            name="loop",
+            kind=SERVER,
+            start_ns=t0,
+            end_ns=t0 + 2,
+            parent_span_id=a.span_id,
+            span_id=new_id(rnd, 8),
+        )
         spans += [replace(a, parent_span_id=b.span_id), b]
     if maybe(0.05):  # only the root arrived
         spans = [root]

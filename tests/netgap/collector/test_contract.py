@@ -27,7 +27,8 @@ from referencing.jsonschema import DRAFT4
 from netgap.collector.server import Collector
 from netgap.otlp_json import spans_from_json
 from netgap.timeparse import format_rfc3339_ns
-from tests.netgap.collector.spans import S, hex_id, new_trace_id, sdk_trace, two_tier_trace
+from tests.netgap.collector.spans import S, hex_id, sdk_trace, two_tier_trace
+from tests.netgap.spans import new_trace_id
 
 JAEGER = Path(__file__).resolve().parents[3] / ".." / "shared" / "jaeger"
 OPENAPI = JAEGER / "api_v3" / "query_service.openapi.yaml"

@@ -29,7 +29,8 @@ from netgap.model import Span
 from netgap.otlp_json import json_from_spans
 from netgap.otlp_proto import request_from_spans, spans_from_request
 from tests.netgap.collector.conftest import local_settings
-from tests.netgap.collector.spans import NOW_NS, new_trace_id, two_tier_trace
+from tests.netgap.collector.spans import two_tier_trace
+from tests.netgap.spans import NOW_NS, new_trace_id
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"

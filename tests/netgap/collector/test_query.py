@@ -16,7 +16,8 @@ from netgap.model import Span
 from netgap.otlp_json import spans_from_json
 from netgap.timeparse import format_rfc3339_ns
 from tests.netgap.collector.conftest import StartCollector
-from tests.netgap.collector.spans import NOW_NS, S, make_span, new_trace_id, two_tier_trace
+from tests.netgap.collector.spans import ROUTE, TESTS_SCOPE, S, two_tier_trace
+from tests.netgap.spans import NOW_NS, make_span, new_trace_id
 
 WINDOW = {
     "query.start_time_min": format_rfc3339_ns(NOW_NS - 60 * S),
@@ -148,6 +149,7 @@ def test_search_by_attributes(api: httpx.Client, collector: Collector) -> None:
         start_ns=failed[2].start_ns,
         attributes={"http.response.status_code": 503},
         status_code=2,
+        scope=TESTS_SCOPE,
     )
     collector.store.add(plain + failed)
     for attributes in ({"http.response.status_code": "503"}, {"error": "true"}):
@@ -225,13 +227,17 @@ def test_trace_by_id_errors(api: httpx.Client, stored: list[list[Span]]) -> None
 
 def test_a_64_bit_trace_id_is_the_low_half(api: httpx.Client, collector: Collector) -> None:
     short = "00f067aa0ba902b7"
-    collector.store.add([make_span("0" * 16 + short)])
+    collector.store.add([make_span("0" * 16 + short, attributes=ROUTE, scope=TESTS_SCOPE)])
     assert api.get(f"/api/v3/traces/{short}").status_code == 200
     assert api.get(f"/api/v3/traces/{short.lstrip('0')}").status_code == 200
 
 
 def test_a_nan_attribute_still_gives_valid_json(api: httpx.Client, collector: Collector) -> None:
-    span = make_span(new_trace_id(), attributes={"ratio": float("nan"), "big": float("inf")})
+    span = make_span(
+        new_trace_id(),
+        attributes={"ratio": float("nan"), "big": float("inf")},
+        scope=TESTS_SCOPE,
+    )
     collector.store.add([span])
     response = api.get(f"/api/v3/traces/{span.trace_id}")
     attributes = json.loads(response.text)["result"]["resourceSpans"][0]["scopeSpans"][0]["spans"][

@@ -30,7 +30,8 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from netgap.collector.server import Collector, serving_in_thread
 from netgap.otlp_json import spans_from_json
 from tests.netgap.collector.conftest import StartCollector, local_settings
-from tests.netgap.collector.spans import NOW_NS, hex_id, new_span_id, new_trace_id, sdk_trace
+from tests.netgap.collector.spans import hex_id, sdk_trace
+from tests.netgap.spans import NOW_NS, new_span_id, new_trace_id
 
 PROTOBUF = {"content-type": "application/x-protobuf"}
 JSON = {"content-type": "application/json"}

@@ -13,7 +13,8 @@ import pytest
 from netgap.collector.records import StoreError, TraceQuery, UnstorableSpanError
 from netgap.collector.store import Store
 from netgap.model import CLIENT, INTERNAL, Event
-from tests.netgap.collector.spans import MS, NOW_NS, S, make_span, new_trace_id, two_tier_trace
+from tests.netgap.collector.spans import ROUTE, TESTS_SCOPE, S, two_tier_trace
+from tests.netgap.spans import MS, NOW_NS, make_span, new_trace_id
 
 
 @pytest.fixture
@@ -40,6 +41,7 @@ def test_a_trace_comes_back_as_it_went_in(store: Store) -> None:
         events=(Event("connect", NOW_NS, {"peer": "127.0.0.1"}), Event("done", NOW_NS + 1, {})),
         status_code=2,
         resource={"service.name": "webtier", "host.name": "node-1", "pid": 42},
+        scope=TESTS_SCOPE,
     )
     assert store.add(spans) == 4
     back = store.trace(spans[0].trace_id)
@@ -91,7 +93,8 @@ def test_a_request_with_an_unstorable_value_stores_nothing(store: Store) -> None
     good = two_tier_trace()
     store.add(good)
     bad = two_tier_trace()
-    bad[3] = make_span(bad[3].trace_id, start_ns=2**64)  # past SQLite's 64-bit integers
+    past_sqlite = 2**64  # past SQLite's 64-bit integers
+    bad[3] = make_span(bad[3].trace_id, start_ns=past_sqlite, attributes=ROUTE, scope=TESTS_SCOPE)
     with pytest.raises(UnstorableSpanError):
         store.add(bad)
     assert store.trace(bad[0].trace_id) == []
@@ -104,7 +107,9 @@ def test_a_request_with_an_unstorable_value_stores_nothing(store: Store) -> None
 def test_retention_by_span_count_drops_the_earliest_received_traces(tmp_path: Path) -> None:
     with Store(tmp_path / "traces.db", max_spans=10) as store:
         first = two_tier_trace(start_ns=NOW_NS + 3 * S)  # received first, starts last
-        only_in_first = make_span(first[0].trace_id, service="gone", name="x")
+        only_in_first = make_span(
+            first[0].trace_id, service="gone", name="x", attributes=ROUTE, scope=TESTS_SCOPE
+        )
         store.add([*first, only_in_first])
         second, third = two_tier_trace(), two_tier_trace()
         store.add(second)
@@ -146,7 +151,10 @@ def test_retention_by_age_counts_from_first_receipt(tmp_path: Path) -> None:
 
 def test_operations_and_services(store: Store) -> None:
     store.add(two_tier_trace())
-    store.add([make_span(new_trace_id(), name="GET", service="apitier", kind=0)])
+    unspecified = make_span(
+        new_trace_id(), name="GET", service="apitier", kind=0, attributes=ROUTE, scope=TESTS_SCOPE
+    )
+    store.add([unspecified])
     assert store.services() == ["apitier", "webtier"]
     ops = {(o.name, o.span_kind) for o in store.operations("apitier")}
     # UNSPECIFIED is listed as internal, as Jaeger does
@@ -260,7 +268,9 @@ def test_a_closed_store_says_so(tmp_path: Path) -> None:
 
 
 def test_internal_spans_kind_roundtrip(store: Store) -> None:
-    span = make_span(new_trace_id(), kind=INTERNAL, name="work")
+    span = make_span(
+        new_trace_id(), kind=INTERNAL, name="work", attributes=ROUTE, scope=TESTS_SCOPE
+    )
     store.add([span])
     assert store.trace(span.trace_id) == [span]
     assert store.operations("apitier", "internal")[0].name == "work"

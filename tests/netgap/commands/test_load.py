@@ -15,8 +15,7 @@ import pytest
 
 from netgap.cli import build_parser, main
 from tests.harness import ROOT, free_port
-from tests.netgap.test_loadgen import serve
-from tests.servers import http_response, raw_http_server
+from tests.servers import http_response, raw_http_server, serve
 
 pytestmark = pytest.mark.timeout(60)
 

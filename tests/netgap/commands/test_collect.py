@@ -6,8 +6,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -22,54 +20,7 @@ from netgap.address import Address
 from netgap.commands import collect as collect_module
 from tests.harness import ROOT
 from tests.netgap.collector.spans import hex_id, sdk_trace
-
-ANY_PORT = "127.0.0.1:0"
-
-
-def collect_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "netgap", "collect", *args]
-
-
-@contextmanager
-def collect(db: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], dict[str, str], str]]:
-    """Runs `netgap collect` on free ports until its banner is out; yields the process, the
-    URLs it printed by listener, and the banner."""
-    argv = collect_command(
-        "--db",
-        str(db),
-        "--otlp-http",
-        ANY_PORT,
-        "--otlp-grpc",
-        ANY_PORT,
-        "--query",
-        ANY_PORT,
-        *args,
-    )
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
-    )
-    try:
-        assert proc.stdout is not None
-        banner = []
-        for _ in range(10):  # the banner is six lines
-            line = proc.stdout.readline()
-            banner.append(line)
-            if not line or line.startswith("Ctrl-C"):
-                break
-        text = "".join(banner)
-        urls = dict(re.findall(r"^  (\S+) on (\S+)$", text, re.M))
-        assert set(urls) >= {"otlp/http", "query"}, text + _rest(proc)
-        yield proc, urls, text
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-
-
-def _rest(proc: subprocess.Popen[str]) -> str:
-    proc.kill()
-    out, err = proc.communicate(timeout=10)
-    return out + err
+from tests.netgap.commands.processes import collect, collect_command
 
 
 def stop(proc: subprocess.Popen[str]) -> tuple[int, str, str]:

@@ -1,95 +1,21 @@
 """`netgap fault proxy/set/clear` as a user runs them: real processes, real sockets."""
 
-import os
 import re
-import select
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 
 import httpx
 import pytest
 
-from netgap.address import Address, parse_address
+from netgap.address import Address
 from netgap.cli import build_parser
 from netgap.commands.fault_flags import fault_changes, faults_from_args
 from netgap.fault.spec import Faults
-from tests.harness import ROOT, free_port
+from tests.harness import free_port
+from tests.netgap.commands.processes import fault_proxy, netgap, next_line
 from tests.netgap.fault.conftest import connect, echo, ping, round_trip_s, tcp_server
 
 pytestmark = pytest.mark.timeout(30)
-
-READY = re.compile(
-    r"netgap fault proxy: listening on (\S+) -> upstream (\S+), control (\S+), faults: (.*)"
-)
-
-
-def netgap(*args: str) -> "subprocess.CompletedProcess[str]":
-    return subprocess.run(
-        [sys.executable, "-m", "netgap", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
-
-
-@dataclass
-class ProxyProcess:
-    process: "subprocess.Popen[str]"
-    address: Address
-    control_url: str
-    faults: str  # as the ready line describes them
-
-    def stop(self, signum: int = signal.SIGTERM) -> tuple[int, str]:
-        """Signals it and waits: the exit code and the rest of stderr."""
-        self.process.send_signal(signum)
-        _, stderr = self.process.communicate(timeout=10)
-        return self.process.returncode, stderr
-
-
-@contextmanager
-def fault_proxy(upstream: Address, *flags: str) -> Iterator[ProxyProcess]:
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "netgap", "fault", "proxy"),
-            *("--listen", "127.0.0.1:0", "--upstream", str(upstream)),
-            *("--control", "127.0.0.1:0", *flags),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        line = _next_line(process)
-        ready = READY.fullmatch(line)
-        assert ready, f"not the ready line: {line!r}"
-        yield ProxyProcess(process, parse_address(ready[1]), ready[3], ready[4])
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=10)
-
-
-def _next_line(process: "subprocess.Popen[str]") -> str:
-    """One byte at a time from the pipe itself: a buffered readline could take the next line
-    too, where neither select nor `communicate` would see it."""
-    assert process.stderr is not None
-    fd = process.stderr.fileno()
-    line = b""
-    deadline = time.monotonic() + 15
-    while not line.endswith(b"\n"):
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        assert ready, f"no whole line on stderr within 15 s: {line!r}"
-        byte = os.read(fd, 1)
-        assert byte, f"stderr ended: {line!r}"
-        line += byte
-    return line.decode().rstrip("\n")
 
 
 def parse_faults(*argv: str) -> Faults:
@@ -153,7 +79,7 @@ def test_it_starts_with_its_upstream_down_and_relays_once_it_is_up() -> None:
     upstream = Address("127.0.0.1", free_port())  # nothing listens there yet
     with fault_proxy(upstream, "--latency", "1ms") as proxy:
         assert proxy.process.poll() is None
-        assert _next_line(proxy.process) == (
+        assert next_line(proxy.process) == (
             f"netgap fault proxy: upstream {upstream} is down (Connection refused):"
             " client connections are reset at once until it answers"
         )
