@@ -215,8 +215,10 @@ def test_the_proxy_latency_moves_remote_time_and_not_the_apis(
         f"\nremote mean {healthy * 1e3:.3f} -> {faulted * 1e3:.3f} ms (+{added_s * 1e3:g} ms "
         f"injected); API server time mean {api_before * 1e3:.3f} -> {api_during * 1e3:.3f} ms"
     )
-    # The proxy's own accuracy: its delay is an event-loop timer (a ms or so late at worst).
-    assert added_s <= faulted - healthy < added_s + 0.003
+    # Never less than the delay (the proxy holds each chunk at least that long), and the delay
+    # rather than a multiple of it; how late the proxy's event-loop timer fires is the
+    # machine's, measured by the bench (the proxy's cost), not bounded here.
+    assert added_s <= faulted - healthy < 2 * added_s
     assert abs(api_during - api_before) < 0.001
 
 

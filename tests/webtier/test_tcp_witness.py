@@ -64,7 +64,12 @@ def test_each_client_span_carries_the_connections_tcp_info(
     assert [s.attributes["netgap.tcp.new_connection"] for s in servers] == [True] + [False] * (
         N - 1
     )
-    assert all(s.attributes["netgap.tcp.retransmits"] == 0 for s in servers)
+    # Not 0 for every call: when an ACK comes later than Linux's tail-loss-probe timeout (about
+    # 2 x srtt + 2 jiffies with segments in flight: a few ms on loopback, which a busy machine
+    # can outlast), it sends a probe, and TCP_INFO counts that as a retransmission (seen once
+    # in a full run on a slow day). A path that loses packets is the kernel test's.
+    assert all(isinstance(s.attributes["netgap.tcp.retransmits"], int) for s in servers)
+    assert sum(s.attributes["netgap.tcp.retransmits"] for s in servers) < N
     assert all(0 < s.attributes["netgap.tcp.srtt_us"] < 5000 for s in servers)
     # The web tier's own callers are no edge of the breakdown: it does not read their TCP_INFO.
     callers = [s for s in receiver.snapshot() if s.kind == SERVER and s.service == "webtier"]

@@ -26,7 +26,12 @@ from netgap.scenario.page import kernel_lines
 from netgap.scenario.result import KernelInfo, ScenarioResult
 from tests.harness import ROOT
 from tests.netgap.fault.netns import missing
-from tests.netgap.scenario.test_scenario import assert_ports_free, free_ports, scenario_command
+from tests.netgap.scenario.test_scenario import (
+    assert_ports_free,
+    free_ports,
+    jumped_and_came_back,
+    scenario_command,
+)
 
 MS = 1_000_000
 ARTICLE = PRESETS["article"]
@@ -406,10 +411,8 @@ def test_a_kernel_run_faults_the_veth_and_comes_back(kernel_run: KernelRun) -> N
         assert run.result["model"]["injector"] == model.TC_PROXY_LATENCY.name
     in_kernel = "rate 50kbit, loss 1% (both)" if not netem else ARTICLE.describe()
     assert info["kernel_faults"] == in_kernel
-    assert run.p50("baseline", "remote") < 3 * MS
-    assert run.p50("fault", "remote") >= 1000 * MS
-    recovery, baseline = run.p50("recovery", "remote"), run.p50("baseline", "remote")
-    assert recovery < 3 * MS or recovery <= 1.5 * baseline
+    p50 = [run.p50(phase, "remote") for phase in ("baseline", "fault", "recovery")]
+    assert jumped_and_came_back(*p50), [value / MS for value in p50]
     for part in ("web", "api"):  # the application time stays where it was, within a few ms
         moved = run.p50("fault", part) - run.p50("baseline", part)
         assert abs(moved) <= 5 * MS, (part, moved / MS)
@@ -456,8 +459,10 @@ def test_the_kernels_curves_show_the_veths_faults(kernel_run: KernelRun) -> None
     assert fault["tcp_callee"]["srtt"]["p50"] >= 10 * before["tcp_callee"]["srtt"]["p50"]
     # the hop's loss and tbf's drops, resent by the API tier (the responses' sender), in the
     # breakdown's own numbers
-    assert fault["tcp_callee"]["retransmits"]["mean"] > 0
-    assert before["tcp_callee"]["retransmits"]["mean"] == 0
+    resent = fault["tcp_callee"]["retransmits"]["mean"]
+    assert resent > 0
+    # Healthy, next to nothing: a tail-loss probe on a busy machine counts too (1 in 120 once)
+    assert before["tcp_callee"]["retransmits"]["mean"] < resent / 10
     note = diagnosis.kernel_note(ScenarioResult.from_json(result))
     if not result["kernel"]["netem"]:
         assert not end_moved(fault["tcp"], before["tcp"])

@@ -102,11 +102,23 @@ def test_the_scenario_runs_and_prints_the_table(run: Run) -> None:
         assert cores["fault proxy"] == cores["web tier"]
 
 
+def jumped_and_came_back(baseline: float, fault: float, recovery: float) -> bool:
+    """The story's shape, free of the machine's speed: the fault's remote time is seconds, two
+    orders of magnitude and more above the healthy one, and the recovery is healthy again
+    (within twice the baseline, and half a millisecond). How low the healthy remote time is
+    on this machine is the bench's to say (`make bench`, the remote-calls floor): an absolute
+    bound here measured the machine (the same code gave 1.1 ms one day and 3 ms the next)."""
+    return (
+        fault >= 1000 * MS
+        and baseline < fault / 100
+        and recovery < fault / 100
+        and recovery <= 2 * baseline + 0.5 * MS
+    )
+
+
 def test_remote_time_jumps_under_the_fault_and_comes_back(run: Run) -> None:
-    assert run.p50("baseline", "remote") < 2 * MS
-    assert run.p50("fault", "remote") >= 1000 * MS
-    recovery, baseline = run.p50("recovery", "remote"), run.p50("baseline", "remote")
-    assert recovery < 2 * MS or recovery <= baseline + 0.5 * MS
+    p50 = [run.p50(phase, "remote") for phase in ("baseline", "fault", "recovery")]
+    assert jumped_and_came_back(*p50), [value / MS for value in p50]
 
 
 def test_the_remote_metric_moves_with_the_traces(run: Run) -> None:
@@ -118,9 +130,8 @@ def test_the_remote_metric_moves_with_the_traces(run: Run) -> None:
     loads = [p["load"] for p in run.result["phases"]]
     calls = sum(phase["calls"] for phase in metric.values())
     assert sum(load["ok"] for load in loads) <= calls <= sum(load["sent"] for load in loads)
-    assert metric["baseline"]["p50"] < 2 * MS
-    assert metric["fault"]["p50"] >= 1000 * MS
-    assert metric["recovery"]["p50"] < 2 * MS
+    p50 = [metric[phase]["p50"] for phase in ("baseline", "fault", "recovery")]
+    assert jumped_and_came_back(*p50), [value / MS for value in p50]
     # Bucket interpolation: the metric's p50 is the trace-based one within its bucket (<= 2.5x).
     traced = run.p50("fault", "remote")
     assert traced / 2.5 <= metric["fault"]["p50"] <= traced * 2.5
