@@ -219,7 +219,9 @@ def test_the_proxy_latency_moves_remote_time_and_not_the_apis(
     # rather than a multiple of it; how late the proxy's event-loop timer fires is the
     # machine's, measured by the bench (the proxy's cost), not bounded here.
     assert added_s <= faulted - healthy < 2 * added_s
-    assert abs(api_during - api_before) < 0.001
+    # The API's own time stays where it was: it moved by less than a tenth of what the remote
+    # time did (a bound of 1 ms measured the machine: 1.03 ms on a slow day).
+    assert abs(api_during - api_before) < (faulted - healthy) / 10
 
 
 def test_with_the_backend_down_metrics_work_and_count_the_lost_spans(tmp_path: Path) -> None:
