@@ -3,7 +3,7 @@
 import asyncio
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -105,15 +105,21 @@ class Server:
             writer.close()
 
 
+StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
 @contextmanager
-def serve(delay: Callable[[int], float] = lambda n: 0.0) -> Iterator[Server]:
-    server = Server(delay)
+def asyncio_server(handle: StreamHandler) -> Iterator[str]:
+    """`handle` serving each connection on 127.0.0.1, from an event loop in a thread of its
+    own; yields the server's URL, and cancels everything on the way out."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
+    url = ""
 
     async def main() -> None:
-        listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
-        server.url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+        nonlocal url
+        listener = await asyncio.start_server(handle, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
         ready.set()
         async with listener:
             await listener.serve_forever()
@@ -130,7 +136,15 @@ def serve(delay: Callable[[int], float] = lambda n: 0.0) -> Iterator[Server]:
     thread.start()
     assert ready.wait(5)
     try:
-        yield server
+        yield url
     finally:
         loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
         thread.join(5)
+
+
+@contextmanager
+def serve(delay: Callable[[int], float] = lambda n: 0.0) -> Iterator[Server]:
+    server = Server(delay)
+    with asyncio_server(server.handle) as url:
+        server.url = url
+        yield server

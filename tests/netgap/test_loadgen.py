@@ -7,7 +7,6 @@ import itertools
 import socket
 import statistics
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +27,7 @@ from netgap.loadgen import (
     run_load,
 )
 from tests.harness import free_port
-from tests.servers import http_response, raw_http_server, serve
+from tests.servers import asyncio_server, http_response, raw_http_server, serve
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -171,9 +170,6 @@ def hanging_up(*, reset: bool) -> Iterator[str]:
     """A server that accepts each connection and at once closes it, without reading; with
     `reset`, it reads the request's head, then resets the connection (an RST, not a FIN).
     It never answers. Yields its URL."""
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    url = ""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -187,30 +183,8 @@ def hanging_up(*, reset: bool) -> Iterator[str]:
         finally:
             writer.close()
 
-    async def main() -> None:
-        nonlocal url
-        listener = await asyncio.start_server(handle, "127.0.0.1", 0)
-        url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
-        ready.set()
-        async with listener:
-            await listener.serve_forever()
-
-    def run() -> None:
-        try:
-            loop.run_until_complete(main())
-        except asyncio.CancelledError:
-            pass
-        finally:
-            loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert ready.wait(5)
-    try:
+    with asyncio_server(handle) as url:
         yield url
-    finally:
-        loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
-        thread.join(5)
 
 
 @pytest.mark.parametrize("reset", [False, True], ids=["close", "reset"])
