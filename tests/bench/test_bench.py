@@ -2,8 +2,6 @@
 and writes a JSON with every figure, each with a target and a pass/miss mark."""
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import ROOT
+from tests.system_packages import ensure_commands
 
 ITEMS = {1, 2, 3, 4, 5, 6}
 EXPECTED = (
@@ -45,18 +44,9 @@ EXPECTED = (
 )
 
 
-def wrk_installed() -> bool:
-    """Debian's wrk, installed here if we may (root with apt-get), as the browser tests do for
-    chromium; a fresh machine of ours does not have it."""
-    if shutil.which("wrk") is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wrk"]):
-            subprocess.run(argv, capture_output=True, timeout=300, check=False)
-    return shutil.which("wrk") is not None
-
-
 @pytest.mark.timeout(600)
 def test_quick_bench_reports_every_figure_with_target_and_mark(tmp_path: Path) -> None:
-    if not wrk_installed():
+    if not ensure_commands(("wrk",), "wrk"):
         pytest.skip("needs wrk (apt-get install wrk), and could not install it here")
     out = tmp_path / "results.json"
     done = subprocess.run(

@@ -17,9 +17,11 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.system_packages import ensure_commands, may_install
 
 CACHE = Path(os.environ.get("NETGAP_IMAGE_CACHE", "/var/cache/netgap-images"))
 # What the test needs from Debian: the engine and its runtime pieces, debootstrap for the base,
@@ -59,9 +61,7 @@ class EngineError(AssertionError):
 def missing() -> str | None:
     """Why no container engine can run here (the skip line), or None. As root with apt-get,
     installs Debian's packages first, as the browser tests install chromium."""
-    if shutil.which("podman") is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        _apt_install(PACKAGES)
-    if shutil.which("podman") is None:
+    if not ensure_commands(("podman",), *PACKAGES, recommends=False):
         return (
             "no container engine: needs podman (as root: apt-get install "
             + " ".join(PACKAGES)
@@ -69,10 +69,7 @@ def missing() -> str | None:
         )
     if os.geteuid() != 0:
         return "the image smoke test runs podman as root (debootstrap, iptables, container IPs)"
-    for tool in ("debootstrap", "iptables", "nsenter", "runc"):
-        if shutil.which(tool) is None:
-            _apt_install(PACKAGES)
-            break
+    ensure_commands(("debootstrap", "iptables", "nsenter", "runc"), *PACKAGES, recommends=False)
     return None
 
 
@@ -84,8 +81,9 @@ def arm64_missing() -> str | None:
     apt-get, installs qemu-user-static and registers it with the kernel's binfmt_misc (mounted
     first where nothing did), which is what Debian's packages do on a booted system."""
     handler = BINFMT / "qemu-aarch64"
-    if not handler.exists() and os.geteuid() == 0 and shutil.which("apt-get"):
-        _apt_install(("qemu-user-static", "binfmt-support"))
+    if not handler.exists() and may_install():
+        tools = ("qemu-aarch64-static", "update-binfmts")
+        ensure_commands(tools, "qemu-user-static", "binfmt-support", recommends=False)
         if not (BINFMT / "register").exists():
             subprocess.run(
                 ["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)],
@@ -99,19 +97,6 @@ def arm64_missing() -> str | None:
     if not handler.exists() or "enabled" not in handler.read_text():
         return "no arm64 emulation here: needs qemu-user-static registered in binfmt_misc"
     return None
-
-
-def _apt_install(packages: Sequence[str]) -> None:
-    for argv in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
-    ):
-        subprocess.run(
-            argv,
-            capture_output=True,
-            timeout=600,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
 
 
 @contextlib.contextmanager

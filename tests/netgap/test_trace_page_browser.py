@@ -2,9 +2,6 @@
 web page's own trace link."""
 
 import math
-import os
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +19,7 @@ from tests.harness import api_tier, running, web_tier
 from tests.netgap.fault.conftest import running_proxy
 from tests.netgap.pixels import Segment, check_line, columns, image, rgb
 from tests.netgap.stack import collector, otlp_url, query_url
+from tests.system_packages import ensure
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -37,15 +35,7 @@ CHROMIUM_FLAGS = [
 
 def chromium() -> str:
     """Debian's chromium, installed here if we may (root with apt-get), else a skip."""
-    if not Path(CHROMIUM).exists() and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=300)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "chromium"],
-            capture_output=True,
-            timeout=600,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-    if not Path(CHROMIUM).exists():
+    if not ensure(Path(CHROMIUM).exists, "chromium"):
         pytest.skip("Debian's chromium is not installed and could not be installed here")
     return CHROMIUM
 

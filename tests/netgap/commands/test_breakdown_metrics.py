@@ -21,8 +21,8 @@ from netgap.fault.spec import Faults
 from netgap.timeparse import format_rfc3339_ns
 from tests.harness import ROOT, Tier, api_tier, free_port, running, web_tier
 from tests.netgap.fault.conftest import running_proxy
-from tests.netgap.fault.netns import _install
 from tests.netgap.stack import collector, otlp_url, query_url
+from tests.system_packages import ensure_commands
 
 N = 60
 EDGE = "webtier->apitier"
@@ -148,8 +148,7 @@ def test_an_unreachable_metric_source_names_it_and_exits_non_zero() -> None:
 
 
 def prometheus() -> str:
-    found = shutil.which("prometheus")
-    if found is None and not _install("prometheus", "prometheus"):
+    if not ensure_commands(("prometheus",), "prometheus"):
         pytest.skip("needs Prometheus (apt-get install prometheus; installed here when root)")
     return shutil.which("prometheus") or "prometheus"
 

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from netgap.fault.tc import Argv, run_command
+from tests.system_packages import ensure_commands
 
 LEFT_DEV, RIGHT_DEV = "ngt0", "ngt1"
 LEFT_IP, RIGHT_IP = "192.0.2.1", "192.0.2.2"
@@ -28,7 +29,7 @@ def missing() -> str | None:
     if os.geteuid() != 0:
         return "needs root: network namespaces, tc and iptables"
     for tool, package in (("ip", "iproute2"), ("tc", "iproute2"), ("iptables", "iptables")):
-        if shutil.which(tool) is None and not _install(package, tool):
+        if not ensure_commands((tool,), package):
             return f"needs {tool} (apt-get install {package})"
     name = f"ngt-check-{secrets.token_hex(3)}"
     made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
@@ -36,19 +37,6 @@ def missing() -> str | None:
         return f"cannot create a network namespace: {made.stderr.strip()}"
     subprocess.run(["ip", "netns", "del", name], capture_output=True)
     return None
-
-
-def _install(package: str, tool: str) -> bool:
-    """Debian's package, installed here if we may (root with apt-get), as the browser tests do
-    for chromium: a fresh machine of ours has the kernel modules but not the iptables command."""
-    if shutil.which("apt-get") is None:
-        return False
-    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
-        try:
-            subprocess.run(argv, capture_output=True, timeout=300, check=False)
-        except subprocess.TimeoutExpired:
-            return False
-    return shutil.which(tool) is not None
 
 
 @dataclass(frozen=True)
