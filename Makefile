@@ -18,8 +18,12 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak --duration 10m --rate 100 --out .bench/soak.json
 
+# Two pytest-xdist workers: most tests wait on sockets and timers, so two at once take about 60%
+# of the time (tests/conftest.py says what shares a worker). WORKERS=0 runs them in one process.
+WORKERS ?= 2
+
 test: $(STAMP) lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
