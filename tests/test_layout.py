@@ -5,6 +5,8 @@ way. Each rule is one test function; the helpers above them read the code once.
   (netgap.collector, netgap.breakdown, ...): a module's imports anywhere in it count (inside a
   function, or for type checking only: a cycle there still ties the two together);
 - the tiers and the tier kit (apitier/, webtier/, tierkit/) never import netgap nor bench;
+- no module of the tests imports a test module (`test_*.py`): what two test files share lives
+  in a helper module beside them, so each test file stands alone and is read alone;
 - no module of the code (the tiers, the tier kit, netgap, bench) is over 600 lines, and no
   function over 60, but for argument-parser builders (a flag a few lines, declared in one
   place, reads better than the same split up).
@@ -160,6 +162,34 @@ def test_the_tiers_and_the_tier_kit_never_import_netgap_or_bench() -> None:
         if target.split(".")[0] in ("netgap", "bench")
     ]
     assert not wrong, "\n".join(wrong)
+
+
+def imports_of_test_modules(root: Path) -> list[str]:
+    """`a imports b` for each module under `root`/tests that imports a test module."""
+    names = {
+        ".".join(path.relative_to(root).with_suffix("").parts): path
+        for path in sorted((root / "tests").rglob("*.py"))
+    }
+    return sorted(
+        {
+            f"{name} imports {target}"
+            for name, path in names.items()
+            for target in imported(name, path, names.keys())
+            if target in names and target.rpartition(".")[2].startswith("test_")
+        }
+    )
+
+
+def test_no_test_module_is_imported_by_another_module() -> None:
+    assert imports_of_test_modules(ROOT) == []
+
+
+def test_the_test_import_rule_sees_one(tmp_path: Path) -> None:
+    (tmp_path / "tests" / "a").mkdir(parents=True)
+    (tmp_path / "tests" / "a" / "test_one.py").write_text("def helper() -> None: ...\n")
+    (tmp_path / "tests" / "test_two.py").write_text("from tests.a.test_one import helper\n")
+    (tmp_path / "tests" / "a" / "helpers.py").write_text("import os\n")
+    assert imports_of_test_modules(tmp_path) == ["tests.test_two imports tests.a.test_one"]
 
 
 def test_the_graph_sees_a_cycle() -> None:

@@ -4,7 +4,6 @@ web page's own trace link."""
 import math
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,40 +14,17 @@ from netgap.address import Address
 from netgap.fault.spec import Faults
 from netgap.model import CLIENT, INTERNAL, SERVER, Span
 from netgap.otlp_json import spans_from_json
+from tests.browser import launched
 from tests.harness import api_tier, running, web_tier
 from tests.netgap.fault.conftest import running_proxy
 from tests.netgap.pixels import Segment, check_line, columns, image, rgb
 from tests.netgap.stack import collector, otlp_url, query_url
-from tests.system_packages import ensure
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def chromium() -> str:
-    """Debian's chromium, installed here if we may (root with apt-get), else a skip."""
-    if not ensure(Path(CHROMIUM).exists, "chromium"):
-        pytest.skip("Debian's chromium is not installed and could not be installed here")
-    return CHROMIUM
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    executable = chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+    with launched() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.h11_server import h11_server
 from tests.harness import CLIENT, ROOT, OtlpReceiver, api_tier, running, tier_env, web_tier
-from tests.tierkit.test_exchange import h11_server
 
 EXPIRY_WARNING = "API_KEEPALIVE_EXPIRY_S"
 

@@ -19,9 +19,9 @@ import pytest
 
 from netgap.collector.server import Collector
 from netgap.model import Span
+from tests.browser import launched
 from tests.harness import SERVER, api_tier, running, web_tier
 from tests.netgap.stack import collector, otlp_url
-from tests.netgap.test_trace_page_browser import CHROMIUM_FLAGS, chromium
 
 # A test value, not the collector: the href must come from this setting and nothing else. The
 # browser never follows the link (.test is reserved, RFC 2606), so nothing is fetched there.
@@ -49,13 +49,8 @@ class Visit:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    executable = chromium()  # installs Debian's chromium if it may, else skips saying why
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+    with launched() as b:  # installs Debian's chromium if it may, else skips saying why
         yield b
-        b.close()
 
 
 @pytest.fixture

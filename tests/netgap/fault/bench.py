@@ -25,9 +25,10 @@ from tests.netgap.fault.conftest import (
     recv_exactly,
     round_trip_s,
     running_proxy,
+    sink_then_ack,
     tcp_server,
+    upload_s,
 )
-from tests.netgap.fault.test_proxy import sink_then_ack, upload_s
 
 LATENCIES_S = (0.01, 0.05, 0.2, 0.5)
 RATES_BPS = (50_000, 1_000_000, 20_000_000)

@@ -163,3 +163,20 @@ def proxy(echo_server: Address) -> Iterator[RunningProxy]:
     """A proxy to an echo server, no faults yet."""
     with running_proxy(echo_server) as running:
         yield running
+
+
+def sink_then_ack(sock: socket.socket) -> None:
+    """Reads the size on the first line, then that many bytes, then says done."""
+    header = b""
+    while not header.endswith(b"\n"):
+        header += recv_exactly(sock, 1)
+    recv_exactly(sock, int(header))
+    sock.sendall(b"done")
+
+
+def upload_s(address: Address, size: int) -> float:
+    with connect(address) as sock:
+        start = time.perf_counter()
+        sock.sendall(b"%d\n" % size + bytes(size))
+        assert recv_exactly(sock, 4) == b"done"
+        return time.perf_counter() - start

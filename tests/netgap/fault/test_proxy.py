@@ -29,7 +29,9 @@ from tests.netgap.fault.conftest import (
     recv_exactly,
     round_trip_s,
     running_proxy,
+    sink_then_ack,
     tcp_server,
+    upload_s,
 )
 
 pytestmark = pytest.mark.timeout(30)
@@ -77,23 +79,6 @@ def test_jitter_never_reorders_bytes(echo_server: Address) -> None:
             sock.sendall(message)
             time.sleep(0.002)
         assert recv_exactly(sock, sum(map(len, messages))) == b"".join(messages)
-
-
-def sink_then_ack(sock: socket.socket) -> None:
-    """Reads the size on the first line, then that many bytes, then says done."""
-    header = b""
-    while not header.endswith(b"\n"):
-        header += recv_exactly(sock, 1)
-    recv_exactly(sock, int(header))
-    sock.sendall(b"done")
-
-
-def upload_s(address: Address, size: int) -> float:
-    with connect(address) as sock:
-        start = time.perf_counter()
-        sock.sendall(b"%d\n" % size + bytes(size))
-        assert recv_exactly(sock, 4) == b"done"
-        return time.perf_counter() - start
 
 
 def test_rate_caps_a_bulk_transfer() -> None:

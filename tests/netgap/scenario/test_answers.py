@@ -10,10 +10,10 @@ import pytest
 
 from netgap.scenario import answers, text
 from netgap.scenario.result import LoadCounts
+from tests.h11_server import h11_server
 from tests.harness import Tier, free_port, running, web_tier
-from tests.netgap.scenario.test_report import load
+from tests.netgap.scenario.samples import load
 from tests.servers import http_response, raw_http_server
-from tests.tierkit.test_exchange import h11_server
 
 # One phase whose load started at the epoch: every request counts in it.
 EVER = 0

@@ -26,7 +26,7 @@ from netgap.scenario.page import kernel_lines
 from netgap.scenario.result import KernelInfo, ScenarioResult
 from tests.harness import ROOT
 from tests.netgap.fault.netns import missing
-from tests.netgap.scenario.test_scenario import (
+from tests.netgap.scenario.runs import (
     assert_ports_free,
     free_ports,
     jumped_and_came_back,

@@ -8,26 +8,19 @@ import pytest
 from netgap.scenario import plots
 from netgap.scenario.page import html_page
 from netgap.scenario.result import ScenarioResult
+from tests.browser import launched
 from tests.netgap.pixels import columns, image, rgb
-from tests.netgap.scenario.test_report import sample
-from tests.netgap.test_trace_page_browser import CHROMIUM_FLAGS, chromium
+from tests.netgap.scenario.samples import sample
 
 
 @pytest.fixture(scope="module")
 def drawn() -> Iterator[tuple[Any, Any, ScenarioResult]]:
     """The sample run's page in Chromium: the page, its screenshot, the result."""
-    executable = chromium()
-    from playwright.sync_api import sync_playwright
-
     result = sample()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1300, "height": 900})
-            page.set_content(html_page(result))
-            yield page, image(page.screenshot(full_page=True)), result
-        finally:
-            browser.close()
+    with launched() as browser:
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.set_content(html_page(result))
+        yield page, image(page.screenshot(full_page=True)), result
 
 
 def marks(picture: Any, box: dict[str, float], x0: float, x1: float, colour: Any) -> int:

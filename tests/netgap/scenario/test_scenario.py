@@ -18,19 +18,16 @@ from netgap.fault.spec import PRESETS, Faults
 from netgap.report import end_moved
 from netgap.scenario import answers, diagnosis
 from netgap.scenario.result import ScenarioResult
-from netgap.supervisor import check_port_free
-from tests.harness import ROOT, free_port
-from tests.netgap.test_trace_page_browser import CHROMIUM_FLAGS, chromium
+from tests.browser import launched
+from tests.harness import ROOT
+from tests.netgap.scenario.runs import (
+    assert_ports_free,
+    free_ports,
+    jumped_and_came_back,
+    scenario_command,
+)
 
 MS = 1_000_000
-PORT_FLAGS = (
-    "--web-port",
-    "--api-port",
-    "--proxy-port",
-    "--control-port",
-    "--otlp-port",
-    "--query-port",
-)
 # 6 s of baseline measured (1 s of settling at either edge): the p50s it is compared with
 # must not hang on one second's hiccup of a shared machine.
 PHASES = ("--baseline", "8s", "--fault", "10s", "--recovery", "8s")
@@ -55,23 +52,6 @@ class Run:
     def p50(self, phase: str, part: str) -> float:
         found = self.phase(phase)
         return float(found["components"][found["component_names"][part]]["p50"])
-
-
-def scenario_command(out: Path, ports: dict[str, int], *args: str) -> list[str]:
-    port_args = [str(x) for pair in ports.items() for x in pair]
-    return [sys.executable, "-m", "netgap", "scenario", "--out", str(out), *port_args, *args]
-
-
-def free_ports() -> dict[str, int]:
-    ports: dict[str, int] = {}
-    while len(set(ports.values())) < len(PORT_FLAGS):
-        ports = {flag: free_port() for flag in PORT_FLAGS}
-    return ports
-
-
-def assert_ports_free(ports: dict[str, int]) -> None:
-    for flag, port in ports.items():
-        check_port_free("127.0.0.1", port, flag)  # raises if anything still listens
 
 
 @pytest.fixture(scope="module")
@@ -100,20 +80,6 @@ def test_the_scenario_runs_and_prints_the_table(run: Run) -> None:
     if cores is not None:  # 2+ cores: the API tier has one to itself
         assert cores["API tier"] != cores["web tier"]
         assert cores["fault proxy"] == cores["web tier"]
-
-
-def jumped_and_came_back(baseline: float, fault: float, recovery: float) -> bool:
-    """The story's shape, free of the machine's speed: the fault's remote time is seconds, two
-    orders of magnitude and more above the healthy one, and the recovery is healthy again
-    (within twice the baseline, and half a millisecond). How low the healthy remote time is
-    on this machine is the bench's to say (`make bench`, the remote-calls floor): an absolute
-    bound here measured the machine (the same code gave 1.1 ms one day and 3 ms the next)."""
-    return (
-        fault >= 1000 * MS
-        and baseline < fault / 100
-        and recovery < fault / 100
-        and recovery <= 2 * baseline + 0.5 * MS
-    )
 
 
 def test_remote_time_jumps_under_the_fault_and_comes_back(run: Run) -> None:
@@ -208,32 +174,25 @@ def test_the_report_files_are_written_and_everything_stopped(run: Run) -> None:
 
 @pytest.mark.timeout(120)
 def test_the_report_opens_in_chromium_with_the_plot_and_the_table(run: Run) -> None:
-    executable = chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            requests: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto((run.out / "scenario.html").as_uri())
-            box = page.locator("svg#plot").bounding_box()
-            assert box is not None
-            assert box["width"] > 100
-            assert box["height"] > 100
-            assert page.locator("svg#plot rect.fault-window").count() == 1
-            assert page.locator("svg#plot rect.remote").count() > 10
-            assert page.locator("table#phases tr[data-phase]").count() == 3
-            assert "fault" in page.inner_text("table#phases tr[data-phase='fault']")
-            assert "back to baseline" in page.inner_text("#diagnosis")
-            assert errors == []
-            assert all(url.startswith("file://") for url in requests), requests
-        finally:
-            browser.close()
+    with launched() as browser:
+        page = browser.new_page()
+        errors: list[str] = []
+        requests: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto((run.out / "scenario.html").as_uri())
+        box = page.locator("svg#plot").bounding_box()
+        assert box is not None
+        assert box["width"] > 100
+        assert box["height"] > 100
+        assert page.locator("svg#plot rect.fault-window").count() == 1
+        assert page.locator("svg#plot rect.remote").count() > 10
+        assert page.locator("table#phases tr[data-phase]").count() == 3
+        assert "fault" in page.inner_text("table#phases tr[data-phase='fault']")
+        assert "back to baseline" in page.inner_text("#diagnosis")
+        assert errors == []
+        assert all(url.startswith("file://") for url in requests), requests
 
 
 @pytest.mark.timeout(90)

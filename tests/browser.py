@@ -1,0 +1,43 @@
+"""Debian's chromium driven by Playwright, for the tests that check a page by what it draws.
+Playwright's own browser download is not used: it needs a host this machine cannot reach."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.system_packages import ensure
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium() -> str:
+    """Debian's chromium, installed here if we may (root with apt-get), else a skip."""
+    if not ensure(Path(CHROMIUM).exists, "chromium"):
+        pytest.skip("Debian's chromium is not installed and could not be installed here")
+    return CHROMIUM
+
+
+@contextmanager
+def launched() -> Iterator[Any]:
+    """A headless chromium (Playwright's Browser), closed on the way out."""
+    executable = chromium()
+    from playwright.sync_api import sync_playwright  # only the browser tests pay its import
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
