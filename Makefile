@@ -20,10 +20,12 @@ soak: $(STAMP)
 
 # Two pytest-xdist workers: most tests wait on sockets and timers, so two at once take about 60%
 # of the time (tests/conftest.py says what shares a worker). WORKERS=0 runs them in one process.
+# Then the few whose checks a busy neighbour would move (`alone`), by themselves.
 WORKERS ?= 2
 
 test: $(STAMP) lint typecheck
-	$(BIN)/pytest -n $(WORKERS) --dist loadgroup
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup -m "not alone"
+	$(BIN)/pytest -m alone
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
