@@ -1,7 +1,9 @@
 """What the survival tests share: `netgap load` as a process, and the tiers as seen from outside
 (their request log lines, /proc's RSS and TCP tables). Nothing here stands in for our code."""
 
+import contextlib
 import json
+import os
 import select
 import signal
 import subprocess
@@ -108,32 +110,52 @@ def log_messages(tier: Tier, containing: str) -> list[str]:
     return [line["msg"] for line in tier.log_lines() if containing in line["msg"]]
 
 
+def pid_of(tier: Tier) -> int:
+    assert tier.proc is not None, f"{tier.module} is not running"
+    return tier.proc.pid
+
+
 def rss_mb(tier: Tier) -> float:
-    assert tier.proc is not None
-    for line in Path(f"/proc/{tier.proc.pid}/status").read_text().splitlines():
+    for line in Path(f"/proc/{pid_of(tier)}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError(f"no VmRSS for {tier.module}")
 
 
-def open_connections_to(port: int) -> list[str]:
-    """The states of the TCP sockets on this host connected to 127.0.0.1:`port` from the
-    client's side, as the kernel lists them: what a client really holds open, whatever its pool
-    believes."""
+def open_connections_to(port: int, pid: int) -> list[str]:
+    """The states of the TCP sockets process `pid` holds connected to 127.0.0.1:`port`, as the
+    kernel lists them: what the client really holds open, whatever its pool believes. Only that
+    process's: a socket elsewhere on the host with the same remote port is not its pool's."""
+    table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    held = socket_inodes(pid)  # read second: a socket it opened meanwhile is still listed
+    peer = f"0100007F:{port:04X}"
     states = []
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+    for line in table:
         fields = line.split()
-        remote, state = fields[2], fields[3]
-        if int(remote.split(":")[1], 16) == port and state in TCP_OPEN_STATES:
+        remote, state, inode = fields[2], fields[3], fields[9]
+        if remote == peer and state in TCP_OPEN_STATES and inode in held:
             states.append(TCP_OPEN_STATES[state])
     return states
 
 
-class ConnectionCount:
-    """Samples `open_connections_to(port)` every `every_s` in a thread, keeping the most seen."""
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets among the open files of process `pid`."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed between the listing and the read
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    return inodes
 
-    def __init__(self, port: int, every_s: float = 0.02) -> None:
+
+class ConnectionCount:
+    """Samples `open_connections_to(port, pid)` every `every_s` in a thread, keeping the most
+    seen."""
+
+    def __init__(self, port: int, pid: int, every_s: float = 0.02) -> None:
         self.port = port
+        self.pid = pid
         self.every_s = every_s
         self.most = 0
         self.at_most: Counter[str] = Counter()  # their states, at the most
@@ -151,7 +173,7 @@ class ConnectionCount:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
-            states = open_connections_to(self.port)
+            states = open_connections_to(self.port, self.pid)
             if len(states) > self.most:
                 self.most = len(states)
                 self.at_most = Counter(states)

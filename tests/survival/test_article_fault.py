@@ -20,7 +20,7 @@ import pytest
 from netgap.address import Address
 from tests.harness import OtlpReceiver, api_tier, running, web_tier
 from tests.netgap.commands.processes import fault_proxy, netgap
-from tests.survival.lab import ConnectionCount, netgap_load, served
+from tests.survival.lab import ConnectionCount, netgap_load, pid_of, served
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -51,7 +51,7 @@ def test_article_fault_under_load(tmp_path: Path, receiver: OtlpReceiver) -> Non
             API_TIMEOUT_S=f"{API_TIMEOUT_S:g}",
             API_MAX_CONNECTIONS=str(POOL),
         )
-        with running(web), ConnectionCount(proxy.address.port) as outbound:
+        with running(web), ConnectionCount(proxy.address.port, pid_of(web)) as outbound:
             with (
                 netgap_load(f"{web.url}/healthz", HEALTH_RATE, API_TIMEOUT_S) as health,
                 netgap_load(f"{web.url}/", RATE, 5 * API_TIMEOUT_S) as pages,
