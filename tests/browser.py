@@ -41,3 +41,17 @@ def launched() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+def open_page(browser: Any, url: str) -> tuple[Any, Any, list[str], list[str]]:
+    """A new context and page at `url`, with the console errors, page errors and requests it
+    makes from then on: (context, page, errors, requests)."""
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    requests: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(url)
+    return context, page, errors, requests

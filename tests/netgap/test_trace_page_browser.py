@@ -14,7 +14,7 @@ from netgap.address import Address
 from netgap.fault.spec import Faults
 from netgap.model import CLIENT, INTERNAL, SERVER, Span
 from netgap.otlp_json import spans_from_json
-from tests.browser import launched
+from tests.browser import launched, open_page
 from tests.harness import api_tier, running, web_tier
 from tests.netgap.fault.conftest import running_proxy
 from tests.netgap.pixels import Segment, check_line, columns, image, rgb
@@ -64,18 +64,6 @@ def wait_for_spans(query: str, trace_id: str, count: int) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"trace {trace_id} did not arrive")
-
-
-def open_page(browser: Any, url: str) -> tuple[Any, Any, list[str], list[str]]:
-    context = browser.new_context()
-    page = context.new_page()
-    errors: list[str] = []
-    requests: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("request", lambda r: requests.append(r.url))
-    page.goto(url)
-    return context, page, errors, requests
 
 
 def test_trace_link_leads_to_a_waterfall_with_the_gap(browser: Any, stack: tuple[str, str]) -> None:

@@ -18,7 +18,7 @@ from netgap.fault.spec import PRESETS, Faults
 from netgap.report import end_moved
 from netgap.scenario import answers, diagnosis
 from netgap.scenario.result import ScenarioResult
-from tests.browser import launched
+from tests.browser import launched, open_page
 from tests.harness import ROOT
 from tests.netgap.scenario.runs import (
     assert_ports_free,
@@ -175,13 +175,7 @@ def test_the_report_files_are_written_and_everything_stopped(run: Run) -> None:
 @pytest.mark.timeout(120)
 def test_the_report_opens_in_chromium_with_the_plot_and_the_table(run: Run) -> None:
     with launched() as browser:
-        page = browser.new_page()
-        errors: list[str] = []
-        requests: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("request", lambda r: requests.append(r.url))
-        page.goto((run.out / "scenario.html").as_uri())
+        _, page, errors, requests = open_page(browser, (run.out / "scenario.html").as_uri())
         box = page.locator("svg#plot").bounding_box()
         assert box is not None
         assert box["width"] > 100
